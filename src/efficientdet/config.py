@@ -1,0 +1,333 @@
+"""Frozen configuration dataclasses.
+
+Every part of the detector receives only its own slice of the configuration. Configs are immutable:
+derive a changed copy with :func:`dataclasses.replace` (or :func:`replace_nested` for dotted paths).
+
+Conventions (see the README): boxes are ``xyxy`` float pixels, image sizes are ``(height, width)``,
+class labels are ``0 .. num_classes - 1`` with no background slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from efficientdet.errors import ConfigError
+
+# Named defaults shared by several parts of the library.
+PRIOR_PROB = 0.01
+"""Initial foreground probability of the class head (the official focal-loss bias init)."""
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """A normalisation layer.
+
+    ``kind``: ``batchnorm`` | ``syncbatchnorm`` | ``frozenbatchnorm`` | ``groupnorm`` | ``layernorm``.
+    ``eps`` and ``momentum`` use PyTorch's meaning (momentum 0.01 == TF decay 0.99).
+    """
+
+    kind: str = "batchnorm"
+    eps: float = 1e-3
+    momentum: float = 0.01
+    groups: int = 8  # groupnorm only
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """A timm backbone used with ``features_only=True``.
+
+    ``out_indices``: timm feature indices feeding pyramid levels ``min_level ..``; ``None`` picks the
+    indices whose reduction is ``2**level`` for each level the backbone provides.
+    ``kwargs``: extra keyword arguments for ``timm.create_model`` as ``(name, value)`` pairs.
+    """
+
+    name: str = "tf_efficientnet_b0"
+    out_indices: tuple[int, ...] | None = None
+    drop_path_rate: float = 0.0
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class FpnNode:
+    """One fusion node of a feature pyramid: fuses the running features ``inputs`` at pyramid ``level``.
+
+    ``inputs`` index the running feature list, which starts as ``[P_min .. P_max]`` and grows by one
+    entry per node. ``weight_method``: ``fastattn`` | ``attn`` (softmax) | ``sum``.
+    """
+
+    level: int
+    inputs: tuple[int, ...]
+    weight_method: str = "fastattn"
+
+
+@dataclass(frozen=True)
+class FpnConfig:
+    """The feature pyramid (BiFPN, PAN or QuadFPN, given as data).
+
+    ``topology``: ``bifpn`` | ``pan`` | ``qufpn``, expanded by :func:`efficientdet.modeling.fpn.fpn_topology`
+    unless ``nodes`` gives the nodes explicitly. ``downsample``: ``max`` | ``avg`` | any
+    ``F.interpolate`` mode; ``upsample``: any ``F.interpolate`` mode. ``pad_type``: ``same`` (TF SAME,
+    needed by TF-ported weights) or ``""`` (PyTorch symmetric). ``conv_bn_act``: activation after the
+    norm (official ``conv_bn_act_pattern``) instead of before the conv.
+    """
+
+    topology: str = "bifpn"
+    weight_method: str = "fastattn"
+    nodes: tuple[FpnNode, ...] | None = None
+    channels: int = 64
+    repeats: int = 3
+    separable_conv: bool = True
+    downsample: str = "max"
+    upsample: str = "nearest"
+    pad_type: str = "same"
+    resample_bn: bool = True
+    conv_bn_act: bool = False
+    redundant_bias: bool = True
+    act: str = "swish"
+    norm: NormConfig = NormConfig()
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Class and box heads, shared across levels with a norm per level and repeat.
+
+    ``act`` / ``norm``: ``None`` means the same as the FPN's. ``survival_prob``: official stochastic
+    depth in the heads (residual around repeats after the first); ``None`` disables it.
+    """
+
+    repeats: int = 3
+    separable_conv: bool = True
+    act: str | None = None
+    norm: NormConfig | None = None
+    redundant_bias: bool = True
+    pad_type: str = "same"
+    prior_prob: float = PRIOR_PROB
+    survival_prob: float | None = None
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """Anchor layout (the official one).
+
+    ``aspect_ratios``: ``(x_scale, y_scale)`` pairs; a plain ratio ``r = width / height`` is stored as
+    ``(sqrt(r), 1 / sqrt(r))`` by :func:`aspect_pairs`. ``anchor_scale``: one value, or one per level.
+    """
+
+    min_level: int = 3
+    max_level: int = 7
+    num_scales: int = 3
+    aspect_ratios: tuple[tuple[float, float], ...] = ((1.0, 1.0), (1.4, 0.7), (0.7, 1.4))
+    anchor_scale: float | tuple[float, ...] = 4.0
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per feature-map location."""
+        return self.num_scales * len(self.aspect_ratios)
+
+
+def aspect_pairs(ratios: Any) -> tuple[tuple[float, float], ...]:
+    """Normalise aspect ratios to ``(x_scale, y_scale)`` pairs; ``r`` (width / height) -> ``(sqrt r, 1/sqrt r)``."""
+    out = []
+    for r in ratios:
+        if isinstance(r, (tuple, list)):
+            if len(r) != 2:
+                raise ConfigError(f"aspect ratio pair {r!r} must have two values (x_scale, y_scale)")
+            out.append((float(r[0]), float(r[1])))
+        else:
+            x = float(r) ** 0.5
+            out.append((x, 1.0 / x))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Detection loss (official defaults).
+
+    ``box_loss``: ``huber`` | ``smooth_l1`` | ``iou`` | ``giou`` | ``diou`` | ``ciou``.
+    ``iou_loss_weight`` weighs the IoU-family loss when ``box_loss`` is one of them.
+    """
+
+    alpha: float = 0.25
+    gamma: float = 1.5
+    label_smoothing: float = 0.0
+    legacy_focal: bool = False
+    delta: float = 0.1
+    box_loss_weight: float = 50.0
+    box_loss: str = "huber"
+    iou_loss_weight: float = 1.0
+    match_threshold: float = 0.5
+    unmatched_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Turning head outputs into detections.
+
+    ``mode``: ``topk`` (effdet: top-k over anchors x classes, per-class NMS) or ``global`` (official:
+    best class per anchor, one class-agnostic NMS). ``nms``: ``hard`` | ``soft`` (Gaussian).
+    ``soft_nms_sigma`` is the official config sigma: a score decays by ``exp(-IoU^2 / sigma)``.
+    """
+
+    mode: str = "topk"
+    nms: str = "hard"
+    iou_threshold: float = 0.5
+    soft_nms_sigma: float = 0.5
+    score_threshold: float = 0.0
+    max_detection_points: int = 5000
+    max_detections: int = 100
+    class_agnostic: bool = False
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Input preprocessing: letterbox resize to ``image_size`` (H, W), then normalise.
+
+    ``mean`` / ``std`` in the 0..1 pixel range. ``fill``: padding value as ``mean`` or a 0..255 number.
+    """
+
+    image_size: tuple[int, int] = (512, 512)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    fill: str | float = "mean"
+    interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Everything that defines an EfficientDet model, its anchors, loss and post-processing."""
+
+    name: str = "efficientdet"
+    num_classes: int = 90
+    backbone: BackboneConfig = BackboneConfig()
+    fpn: FpnConfig = FpnConfig()
+    head: HeadConfig = HeadConfig()
+    anchors: AnchorConfig = AnchorConfig()
+    loss: LossConfig = LossConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    label_names: tuple[str, ...] | None = None
+
+    @property
+    def min_level(self) -> int:
+        return self.anchors.min_level
+
+    @property
+    def max_level(self) -> int:
+        return self.anchors.max_level
+
+    @property
+    def num_levels(self) -> int:
+        return self.anchors.max_level - self.anchors.min_level + 1
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.preprocess.image_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML/JSON-friendly dict (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise an error that lists close matches."""
+        return _build(cls, data, "config")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _tupled(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tupled(v) for v in value)
+    return value
+
+
+def unknown_key_message(key: str, choices: Any, what: str) -> str:
+    """An error message for an unknown name that lists the closest valid ones."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(key, choices, n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return f"unknown {what} {key!r}.{hint} Valid: {', '.join(choices)}"
+
+
+def _build(cls: Any, data: dict[str, Any], path: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(unknown_key_message(key, fields, f"key in {path}"))
+        sub = _NESTED.get((cls.__name__, key))
+        if sub is not None and isinstance(value, dict):
+            value = _build(sub, value, f"{path}.{key}")
+        elif key == "nodes" and value is not None:
+            value = tuple(_build(FpnNode, dict(n), f"{path}.nodes") for n in value)
+        elif key == "norm" and isinstance(value, dict):
+            value = _build(NormConfig, value, f"{path}.norm")
+        else:
+            value = _tupled(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+_NESTED: dict[tuple[str, str], type] = {
+    ("DetectorConfig", "backbone"): BackboneConfig,
+    ("DetectorConfig", "fpn"): FpnConfig,
+    ("DetectorConfig", "head"): HeadConfig,
+    ("DetectorConfig", "anchors"): AnchorConfig,
+    ("DetectorConfig", "loss"): LossConfig,
+    ("DetectorConfig", "postprocess"): PostprocessConfig,
+    ("DetectorConfig", "preprocess"): PreprocessConfig,
+}
+
+
+def replace_nested(config: Any, **changes: Any) -> Any:
+    """Return a copy of a frozen config with dotted-path changes, e.g. ``{"fpn.channels": 88}``.
+
+    Use ``__`` in place of ``.`` when passing keyword arguments: ``replace_nested(cfg, fpn__channels=88)``.
+    """
+    grouped: dict[str, dict[str, Any]] = {}
+    direct: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(config)}
+    for key, value in changes.items():
+        key = key.replace("__", ".")
+        head, _, rest = key.partition(".")
+        if head not in names:
+            raise ConfigError(unknown_key_message(head, names, f"field of {type(config).__name__}"))
+        if rest:
+            grouped.setdefault(head, {})[rest] = value
+        else:
+            direct[head] = value
+    for head, sub in grouped.items():
+        direct[head] = replace_nested(getattr(config, head), **sub)
+    return dataclasses.replace(config, **direct)
+
+
+__all__ = [
+    "PRIOR_PROB",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NormConfig",
+    "BackboneConfig",
+    "FpnNode",
+    "FpnConfig",
+    "HeadConfig",
+    "AnchorConfig",
+    "aspect_pairs",
+    "LossConfig",
+    "PostprocessConfig",
+    "PreprocessConfig",
+    "DetectorConfig",
+    "replace_nested",
+    "unknown_key_message",
+]

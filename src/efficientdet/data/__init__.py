@@ -1,0 +1,1 @@
+"""Datasets: parsers into one record format, checks, transforms and loaders."""
