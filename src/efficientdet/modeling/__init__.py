@@ -1,0 +1,1 @@
+"""Network modules: backbone, feature pyramid, heads, anchors and the detector."""
