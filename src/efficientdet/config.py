@@ -239,6 +239,86 @@ class DetectorConfig:
         return _build(cls, data, "config")
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. Defaults follow the official EfficientDet recipe.
+
+    Learning rate: ``lr`` when set, else ``lr_base * batch_size * world_size * grad_accum / lr_base_batch``
+    (0.08 per 64 images, scaled linearly). ``optimizer``: ``momentum`` (SGD, momentum 0.9, the official
+    choice) or any timm optimizer name (``adamw``, ``lamb``, ...). ``scheduler``: any timm scheduler
+    (``cosine`` default), stepped per update. ``clip_mode``: ``norm`` | ``value`` | ``agc``.
+    ``amp``: ``none`` | ``bf16`` | ``fp16`` (with loss scaling). ``freeze``: parameter-name patterns
+    (fnmatch) or the shortcuts ``backbone`` and ``backbone+fpn``. ``model_overrides``: dotted
+    :class:`DetectorConfig` changes, e.g. ``{"loss.box_loss": "giou"}``.
+    """
+
+    # model
+    model: str = "tf_efficientdet_lite0"
+    pretrained: bool = False
+    pretrained_backbone: bool = True
+    checkpoint: str | None = None
+    image_size: tuple[int, int] | None = None
+    model_overrides: tuple[tuple[str, Any], ...] = ()
+    # data
+    train_data: str = ""
+    val_data: str | None = None
+    data_format: str | None = None
+    batch_size: int = 8
+    workers: int = 2
+    scale_min: float = 0.1
+    scale_max: float = 2.0
+    hflip: float = 0.5
+    mosaic: float = 0.0
+    randaugment: bool = False
+    random_erasing: float = 0.0
+    # optimisation
+    epochs: int = 300
+    optimizer: str = "momentum"
+    lr: float | None = None
+    lr_base: float = 0.08
+    lr_base_batch: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    scheduler: str = "cosine"
+    warmup_epochs: float = 1.0
+    warmup_lr_ratio: float = 0.1
+    min_lr_ratio: float = 0.0
+    lr_noise: tuple[float, ...] | None = None
+    clip_grad: float | None = 10.0
+    clip_mode: str = "norm"
+    grad_accum: int = 1
+    ema: bool = True
+    ema_decay: float = 0.9998
+    # execution
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+    grad_checkpointing: bool = False
+    sync_bn: bool = False
+    freeze: tuple[str, ...] = ()
+    seed: int = 42
+    # output
+    output: str = "runs/train"
+    eval_every: int = 1
+    save_every_epochs: int = 0
+    save_every_steps: int = 0
+    log_every_steps: int = 10
+    tensorboard: bool = False
+    max_nonfinite_steps: int = 10
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        if isinstance(data.get("model_overrides"), dict):
+            data["model_overrides"] = tuple(data["model_overrides"].items())
+        return _build(cls, data, "train config")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -272,6 +352,8 @@ def _build(cls: Any, data: dict[str, Any], path: str) -> Any:
             value = _build(sub, value, f"{path}.{key}")
         elif key == "nodes" and value is not None:
             value = tuple(_build(FpnNode, dict(n), f"{path}.nodes") for n in value)
+        elif key == "model_overrides" and value is not None:
+            value = tuple((str(k), _tupled(v)) for k, v in (value.items() if isinstance(value, dict) else value))
         elif key == "norm" and isinstance(value, dict):
             value = _build(NormConfig, value, f"{path}.norm")
         else:
@@ -328,6 +410,7 @@ __all__ = [
     "PostprocessConfig",
     "PreprocessConfig",
     "DetectorConfig",
+    "TrainConfig",
     "replace_nested",
     "unknown_key_message",
 ]

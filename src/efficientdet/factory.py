@@ -127,6 +127,13 @@ def load_weights(model: EfficientDet, state_dict: Mapping[str, torch.Tensor], *,
 
     if is_effdet_state_dict(state_dict):
         state_dict = convert_effdet_state_dict(state_dict, model)
+    target = model.state_dict()
+    wrong = [(k, tuple(v.shape), tuple(target[k].shape)) for k, v in state_dict.items()
+             if k in target and tuple(v.shape) != tuple(target[k].shape)]
+    if wrong:
+        k, got, want = wrong[0]
+        raise WeightsError(f"{source} do not fit {model.config.name!r}: {len(wrong)} tensors have other shapes, e.g. "
+                           f"{k} {got} vs {want}; check the model name and num_classes")
     result = model.load_state_dict(dict(state_dict), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise WeightsError(

@@ -1,0 +1,1 @@
+"""Training and evaluation engine: fit, evaluate, checkpoints, optimisation, EMA, logging, distributed."""

@@ -1,0 +1,98 @@
+"""Optimiser, learning-rate schedule, gradient clipping and EMA for training (timm underneath)."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import dispatch_clip_grad
+from timm.utils.model_ema import ModelEmaV3
+
+from efficientdet.config import TrainConfig
+from efficientdet.errors import ConfigError
+
+FREEZE_SHORTCUTS = {"backbone": ("backbone.*",), "backbone+fpn": ("backbone.*", "fpn.*")}
+
+
+def effective_lr(cfg: TrainConfig, world_size: int) -> float:
+    """``cfg.lr``, or the official rate scaled linearly: 0.08 per 64 images per optimizer step."""
+    if cfg.lr is not None:
+        return cfg.lr
+    return cfg.lr_base * cfg.batch_size * world_size * cfg.grad_accum / cfg.lr_base_batch
+
+
+def freeze_parameters(model: nn.Module, patterns: tuple[str, ...]) -> int:
+    """Stop gradients for parameters whose name matches any pattern (fnmatch); returns how many were frozen.
+
+    ``backbone`` and ``backbone+fpn`` are shortcuts. BN layers inside frozen parts keep training-mode
+    statistics updates unless the caller puts them in eval mode.
+    """
+    expanded: list[str] = []
+    for p in patterns:
+        expanded.extend(FREEZE_SHORTCUTS.get(p, (p,)))
+    count = 0
+    for name, param in model.named_parameters():
+        if any(fnmatch.fnmatch(name, pat) for pat in expanded):
+            param.requires_grad_(False)
+            count += 1
+    if expanded and count == 0:
+        raise ConfigError(f"freeze patterns {list(patterns)} match no parameter; names look like "
+                          f"{[n for n, _ in list(model.named_parameters())[:3]]}")
+    return count
+
+
+def create_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """timm optimizer over trainable parameters; no weight decay on norms, biases and fusion weights (1-d)."""
+    try:
+        return create_optimizer_v2(model, opt=cfg.optimizer, lr=lr, weight_decay=cfg.weight_decay,
+                                   momentum=cfg.momentum, filter_bias_and_bn=True)
+    except Exception as err:  # timm raises assorted errors for unknown names
+        from timm.optim import list_optimizers
+
+        raise ConfigError(f"cannot create optimizer {cfg.optimizer!r}: {err}. Available: "
+                          f"{', '.join(list_optimizers())}") from err
+
+
+def create_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, lr: float, updates_per_epoch: int) -> Any:
+    """Per-update schedule with linear warm-up from ``lr * warmup_lr_ratio`` (official: cosine, 1 epoch)."""
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=cfg.scheduler,
+        num_epochs=cfg.epochs,
+        warmup_epochs=int(math.ceil(cfg.warmup_epochs)) if cfg.warmup_epochs else 0,
+        warmup_lr=lr * cfg.warmup_lr_ratio,
+        min_lr=lr * cfg.min_lr_ratio,
+        noise=list(cfg.lr_noise) if cfg.lr_noise else None,
+        step_on_epochs=False,
+        updates_per_epoch=updates_per_epoch,
+        seed=cfg.seed,
+    )
+    return scheduler
+
+
+def clip_gradients(parameters: Any, cfg: TrainConfig) -> None:
+    """Clip by global norm (official: 10), by value, or adaptively (AGC)."""
+    if cfg.clip_grad is None or cfg.clip_grad <= 0:
+        return
+    dispatch_clip_grad(parameters, cfg.clip_grad, mode=cfg.clip_mode)
+
+
+class Ema(ModelEmaV3):
+    """timm's EMA with the official decay schedule: ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        super().__init__(model, decay=decay)
+        self.num_updates = 0
+
+    def get_decay(self, step: int | None = None) -> float:
+        n = self.num_updates if step is None else step
+        return min(self.decay, (1.0 + n) / (10.0 + n))
+
+    def update(self, model: nn.Module, step: int | None = None) -> None:  # type: ignore[override]
+        super().update(model, step=self.num_updates if step is None else step)
+        self.num_updates += 1
