@@ -149,8 +149,9 @@ def aspect_pairs(ratios: Any) -> tuple[tuple[float, float], ...]:
 class LossConfig:
     """Detection loss (official defaults).
 
-    ``box_loss``: ``huber`` | ``smooth_l1`` | ``iou`` | ``giou`` | ``diou`` | ``ciou``.
-    ``iou_loss_weight`` weighs the IoU-family loss when ``box_loss`` is one of them.
+    ``box_loss``: ``huber`` | ``smooth_l1`` (beta = ``delta``) | ``iou`` | ``giou`` | ``diou`` | ``ciou``.
+    The IoU-family losses (on decoded boxes, weighted by ``iou_loss_weight``) replace the Huber loss rather
+    than being added to it as the official code does.
     """
 
     alpha: float = 0.25
@@ -172,6 +173,9 @@ class PostprocessConfig:
     ``mode``: ``topk`` (effdet: top-k over anchors x classes, per-class NMS) or ``global`` (official:
     best class per anchor, one class-agnostic NMS). ``nms``: ``hard`` | ``soft`` (Gaussian).
     ``soft_nms_sigma`` is the official config sigma: a score decays by ``exp(-IoU^2 / sigma)``.
+    ``score_threshold`` 0 means the official default: none for hard NMS, 0.001 for soft-NMS.
+    ``class_agnostic`` and ``max_detection_points`` apply to ``topk`` mode only (``global`` is
+    class-agnostic by definition).
     """
 
     mode: str = "topk"

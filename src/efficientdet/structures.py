@@ -75,8 +75,8 @@ class Targets:
             self.ignore = torch.zeros(self.labels.shape, dtype=torch.bool, device=self.labels.device)
 
     def to(self, device: torch.device | str) -> Targets:
-        assert self.ignore is not None
-        return Targets(self.boxes.to(device), self.labels.to(device), self.ignore.to(device))
+        ignore = None if self.ignore is None else self.ignore.to(device)
+        return Targets(self.boxes.to(device), self.labels.to(device), ignore)
 
 
 @dataclass

@@ -23,7 +23,9 @@ class ImageRecord:
     training, neither hit nor miss in evaluation. ``group_of``: ``[M]`` bool (OpenImages ``IsGroupOf``)
     or ``None``. ``size``: ``(H, W)`` when the annotation states it, else ``None``.
     ``image_labels`` / ``negative_labels``: verified image-level positive / negative classes
-    (OpenImages), ``None`` when the format has none.
+    (OpenImages), ``None`` when the format has none. ``area``: ``[M]`` float32 object areas as the
+    annotation states them (COCO segmentation areas, which the official metric uses for small / medium /
+    large), ``None`` to use box areas.
     """
 
     path: Path
@@ -35,6 +37,7 @@ class ImageRecord:
     size: tuple[int, int] | None = None
     image_labels: np.ndarray | None = None
     negative_labels: np.ndarray | None = None
+    area: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -44,7 +47,11 @@ class ImageRecord:
             self.ignore = np.zeros(len(self.labels), dtype=bool)
         else:
             self.ignore = np.asarray(self.ignore, dtype=bool).reshape(-1)
-        if len(self.boxes) != len(self.labels) or len(self.ignore) != len(self.labels):
+        if self.area is not None:
+            self.area = np.asarray(self.area, dtype=np.float32).reshape(-1)
+        if len(self.boxes) != len(self.labels) or len(self.ignore) != len(self.labels) or (
+            self.area is not None and len(self.area) != len(self.labels)
+        ):
             raise DataError(
                 f"{self.path}: {len(self.boxes)} boxes, {len(self.labels)} labels and {len(self.ignore)} "
                 "ignore flags; each box needs exactly one label"

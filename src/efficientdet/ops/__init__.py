@@ -1,0 +1,1 @@
+"""Box operations: helpers (:mod:`.boxes`), the box coder (:mod:`.box_coder`) and NMS (:mod:`.nms`)."""

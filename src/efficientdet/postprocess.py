@@ -1,0 +1,272 @@
+"""Head outputs + anchors -> detections, batched over images.
+
+Two modes (``PostprocessConfig.mode``), each reproducing its reference:
+
+- ``topk`` (effdet ``DetBenchPredict``): the ``max_detection_points`` best (anchor, class) pairs by logit,
+  decoded, clipped to the image, then NMS per class (or class-agnostic), at most ``max_detections``.
+- ``global`` (official ``postprocess_global``): the best class of every anchor, one class-agnostic NMS
+  over all anchors on the unclipped boxes, then clipping. ``class_agnostic`` and ``max_detection_points``
+  do not apply.
+
+``nms``: ``hard`` (IoU ``> iou_threshold`` suppresses) or ``soft`` (Gaussian, decay ``exp(-IoU^2 / sigma)``;
+reported scores are the decayed ones). A candidate needs a score ``> score_threshold``; a threshold of 0
+means the official default: none for hard NMS, :data:`~efficientdet.ops.nms.SOFT_NMS_SCORE_THRESHOLD` for soft.
+
+Speed without changing the result: the top-k runs on logits (sigmoid is monotonic) over the
+``max_detection_points`` anchors with the largest best-class logit, which must hold the global top-k over
+anchors x classes. NMS first runs on the best-scoring prefix of the candidates and grows it only while the
+prefix cannot prove its result final (too few detections, or soft-NMS scores that fell below the best
+score left out). While tracing for export, NMS runs once on all candidates (fixed shapes).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from efficientdet.config import PostprocessConfig
+from efficientdet.errors import ConfigError
+from efficientdet.modeling.anchors import input_size_from_anchors
+from efficientdet.ops.box_coder import decode
+from efficientdet.ops.boxes import clip_boxes
+from efficientdet.ops.nms import SOFT_NMS_SCORE_THRESHOLD, batched_nms, greedy_nms, is_tracing
+from efficientdet.structures import Detections, HeadOutputs, ImageMeta
+
+PAD_LABEL = -1
+"""Label of the padding rows of :func:`postprocess_padded`."""
+
+PREFIX_MIN = 256
+"""Candidates first given to NMS (at least ``2 * max_detections``); grown while the result is not final."""
+
+MODES = ("topk", "global")
+NMS_METHODS = ("hard", "soft")
+
+
+def _check(outputs: HeadOutputs, anchors: Tensor, cfg: PostprocessConfig) -> None:
+    if cfg.mode not in MODES:
+        raise ConfigError(f"postprocess.mode {cfg.mode!r} is unknown; use one of {', '.join(MODES)}")
+    if cfg.nms not in NMS_METHODS:
+        raise ConfigError(f"postprocess.nms {cfg.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
+    if cfg.nms == "soft" and cfg.soft_nms_sigma <= 0:
+        raise ConfigError(f"postprocess.soft_nms_sigma must be > 0 for soft NMS, got {cfg.soft_nms_sigma}")
+    if cfg.max_detections < 1 or cfg.max_detection_points < 1:
+        raise ConfigError("postprocess.max_detections and postprocess.max_detection_points must be >= 1")
+    logits, deltas = outputs
+    if logits.dim() != 3 or deltas.dim() != 3 or deltas.shape[-1] != 4 or logits.shape[:2] != deltas.shape[:2]:
+        raise ValueError(
+            f"expected cls_logits [B, N, K] and box_deltas [B, N, 4], got {tuple(logits.shape)} and {tuple(deltas.shape)}"
+        )
+    if anchors.shape != (logits.shape[1], 4):
+        raise ValueError(
+            f"anchors {tuple(anchors.shape)} do not fit the head outputs (N = {logits.shape[1]}); "
+            "generate them for the same input size and anchor config as the model"
+        )
+
+
+class _Candidates(NamedTuple):
+    """The best ``p`` candidates of every image, best first: ``anchor``, ``label``, ``score`` ``[B, p]``,
+    ``boxes [B, p, 4]`` xyxy input pixels, and ``next_score [B]``, the best score left out (-inf if none)."""
+
+    anchor: Tensor
+    label: Tensor
+    score: Tensor
+    boxes: Tensor
+    next_score: Tensor
+
+
+def _sigmoid(logits: Tensor) -> Tensor:
+    """float32 sigmoid, correctly rounded: float32 ``1 / (1 + exp(-x))`` loses an ulp near 1, which reorders
+    nearly saturated scores relative to TF (whose sigmoid rounds correctly there)."""
+    return logits.double().sigmoid().float()
+
+
+def _topk_order(logits: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Top-``k`` (anchor, class) pairs by logit, best first: ``anchor [B, k]``, ``label [B, k]``, ``score [B, k]``."""
+    b, n, num_classes = logits.shape
+    k = min(k, n * num_classes)
+    top_anchors = logits.amax(dim=-1).topk(min(k, n), dim=1).indices  # [B, k]: holds the global top-k
+    pool = logits[torch.arange(b, device=logits.device)[:, None], top_anchors].reshape(b, -1)
+    values, flat = pool.topk(k, dim=1)  # sorted, best first
+    return top_anchors.gather(1, flat // num_classes), flat % num_classes, _sigmoid(values)
+
+
+def _ranking_keys(scores: Tensor) -> Tensor:
+    """int64 keys that order ``scores [B, N]`` (float32 >= 0) by descending score, then ascending index; no ties."""
+    bits = scores.contiguous().view(torch.int32).long()  # increases with the value for non-negative floats
+    return (bits << 32) | torch.arange(scores.shape[1] - 1, -1, -1, device=scores.device)
+
+
+class _Source:
+    """The candidates of every image in NMS order, handed out as growing prefixes.
+
+    ``topk`` mode: the top ``max_detection_points`` (anchor, class) pairs, boxes clipped (effdet clips
+    before NMS). ``global`` mode: every anchor with its best class, by descending score, then ascending
+    anchor index (TF's order).
+    """
+
+    def __init__(self, outputs: HeadOutputs, anchors: Tensor, cfg: PostprocessConfig, clip_to: Tensor) -> None:
+        self.logits, self.deltas = outputs
+        self.anchors, self.mode, self.clip_to = anchors, cfg.mode, clip_to
+        self.rows = torch.arange(self.logits.shape[0], device=self.logits.device)[:, None]
+        if self.mode == "topk":
+            self.anchor, self.label, self.scores = _topk_order(self.logits, cfg.max_detection_points)
+        else:
+            self.scores = _sigmoid(self.logits.amax(dim=-1))  # [B, N], anchor order
+            self.keys: Tensor | None = None
+        self.size = self.scores.shape[1]
+
+    def take(self, p: int) -> _Candidates:
+        """The best ``p`` candidates (and the best score left out)."""
+        more = min(p + 1, self.size)
+        if self.mode == "topk":
+            anchor, score, label = self.anchor[:, :p], self.scores[:, :more], self.label[:, :p]
+        else:
+            if more == self.size:  # everything: a stable sort (also what tracing records)
+                order = self.scores.sort(dim=1, descending=True, stable=True).indices
+            else:  # a prefix: top-k of tie-free keys, much cheaper than sorting all anchors
+                if self.keys is None:
+                    self.keys = _ranking_keys(self.scores)
+                order = self.size - 1 - (self.keys.topk(more, dim=1).values & 0xFFFFFFFF)
+            score = self.scores.gather(1, order)
+            anchor = order[:, :p]
+            label = self.logits[self.rows, anchor].argmax(dim=-1)
+        next_score = score[:, p] if more > p else torch.full_like(score[:, 0], -math.inf)
+        boxes = decode(self.deltas[self.rows, anchor], self.anchors[anchor])  # [B, p, 4]
+        if self.mode == "topk":
+            boxes = clip_boxes(boxes, self.clip_to)
+        return _Candidates(anchor, label, score[:, :p], boxes, next_score)
+
+    def count_at_least(self, score: Tensor) -> int:
+        """The most candidates that any image has with a score ``>= score [B]``."""
+        return int((self.scores >= score[:, None]).sum(dim=1).max())
+
+
+def _hard_nms_padded(
+    boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: float, score_threshold: float, d: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`batched_nms` over all images at once, as padded ``[B, D]`` outputs (candidates sorted best first)."""
+    b, c = scores.shape
+    flat_group = torch.arange(b, device=scores.device)[:, None].expand(b, c)
+    if groups is not None:
+        flat_group = flat_group * (int(groups.max()) + 1) + groups
+    valid = (scores > score_threshold).reshape(-1).nonzero().squeeze(1)
+    keep = valid[
+        batched_nms(
+            boxes.reshape(-1, 4)[valid], scores.reshape(-1)[valid], flat_group.reshape(-1)[valid], iou_threshold
+        )
+    ]
+    keep = keep.sort().values  # by image, then by position (= score order)
+    image, pos = keep // c, keep % c
+    per_image = torch.bincount(image, minlength=b)
+    slot = torch.arange(keep.numel(), device=keep.device) - (per_image.cumsum(0) - per_image)[image]
+    fits = slot < d
+    idx = torch.zeros(b, d, dtype=torch.int64, device=scores.device)
+    idx[image[fits], slot[fits]] = pos[fits]
+    counts = per_image.clamp(max=d)
+    out_scores = scores.gather(1, idx) * (torch.arange(d, device=scores.device) < counts[:, None])
+    return idx, out_scores, counts
+
+
+def _select(source: _Source, cfg: PostprocessConfig) -> tuple[_Candidates, Tensor, Tensor, Tensor]:
+    """NMS: the candidates used, ``indices [B, D]`` into them, ``scores [B, D]`` and ``counts [B]``."""
+    d, soft = cfg.max_detections, cfg.nms == "soft"
+    sigma = cfg.soft_nms_sigma if soft else 0.0
+    threshold = cfg.score_threshold if cfg.score_threshold > 0 else (SOFT_NMS_SCORE_THRESHOLD if soft else -math.inf)
+    class_aware = cfg.mode == "topk" and not cfg.class_agnostic and source.logits.shape[-1] > 1
+    tracing = is_tracing()
+    c = source.size
+    p = c if tracing else min(c, max(PREFIX_MIN, 2 * d))
+    while True:
+        cand = source.take(p)
+        groups = cand.label if class_aware else None
+        if soft or tracing:
+            idx, scores, counts = greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, sigma, threshold, groups)
+        else:
+            idx, scores, counts = _hard_nms_padded(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d)
+        if p == c:
+            return cand, idx, scores, counts
+        # Final when no candidate left out can still be selected: D found (in soft mode, the last scoring at
+        # least the best score left out, as decays only lower scores), or all left out are below threshold.
+        final = counts == d
+        if soft:
+            final = final & (scores[:, -1] >= cand.next_score)
+        final = final | (cand.next_score <= threshold)
+        if bool(final.all()):
+            return cand, idx, scores, counts
+        # Soft-NMS may still select anything scoring above its last selection: include all of those.
+        needed = source.count_at_least(torch.where(counts == d, scores[:, -1], threshold)) if soft else 0
+        p = min(c, max(4 * p, needed + 1))
+
+
+def postprocess_padded(
+    outputs: HeadOutputs,
+    anchors: Tensor,
+    cfg: PostprocessConfig,
+    scales: Tensor | None = None,
+    image_sizes: Tensor | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Detections as fixed-shape tensors (traceable for export).
+
+    Inputs: ``outputs`` (``cls_logits [B, N, K]``, ``box_deltas [B, N, 4]``), ``anchors [N, 4]`` xyxy input
+    pixels. ``scales [B]``: input pixels per original pixel (:attr:`ImageMeta.scale`); ``image_sizes [B, 2]``:
+    original ``(H, W)``. Boxes are clipped to the original image (``image_sizes * scales`` in input pixels),
+    or to the input (``input_size``, else inferred from the anchors) when ``image_sizes`` is ``None``, then
+    divided by ``scales`` when given (otherwise they stay in input pixels).
+
+    Returns ``boxes [B, D, 4]`` xyxy float32, ``scores [B, D]`` float32 (descending), ``labels [B, D]`` int64
+    (``0 .. K-1``) and ``counts [B]`` int64, ``D = cfg.max_detections``; rows ``>= counts[b]`` are zero with
+    label :data:`PAD_LABEL`.
+    """
+    _check(outputs, anchors, cfg)
+    b = outputs.cls_logits.shape[0]
+    if image_sizes is not None:
+        clip_to = image_sizes.to(torch.float32)
+        if scales is not None:
+            clip_to = clip_to * scales.to(clip_to)[:, None]
+    else:
+        clip_to = torch.tensor(input_size or input_size_from_anchors(anchors), dtype=torch.float32).expand(b, 2)
+    clip_to = clip_to.to(anchors.device)[:, None, :]  # [B, 1, 2]: (H, W) in input pixels
+
+    cand, keep, out_scores, counts = _select(_Source(outputs, anchors, cfg, clip_to), cfg)
+    out_boxes = cand.boxes.gather(1, keep[..., None].expand(-1, -1, 4))
+    out_labels = cand.label.gather(1, keep)
+    if cfg.mode == "global":  # the official code clips after NMS
+        out_boxes = clip_boxes(out_boxes, clip_to)
+    if scales is not None:
+        out_boxes = out_boxes / scales.to(out_boxes)[:, None, None]
+    valid = torch.arange(cfg.max_detections, device=counts.device)[None, :] < counts[:, None]
+    out_boxes = out_boxes * valid[..., None]
+    out_scores = out_scores * valid
+    out_labels = torch.where(valid, out_labels, PAD_LABEL)
+    return out_boxes, out_scores, out_labels, counts
+
+
+def postprocess(
+    outputs: HeadOutputs,
+    anchors: Tensor,
+    cfg: PostprocessConfig,
+    metas: list[ImageMeta] | None = None,
+    label_names: tuple[str, ...] | None = None,
+) -> list[Detections]:
+    """Detections of every image: ``outputs`` (``cls_logits [B, N, K]``, ``box_deltas [B, N, 4]``), ``anchors [N, 4]``.
+
+    With ``metas``, boxes are clipped to each original image and returned in its pixels (xyxy); without,
+    they stay in input pixels, clipped to the input size (inferred from the anchors).
+    """
+    b = outputs.cls_logits.shape[0]
+    scales = image_sizes = None
+    if metas is not None:
+        if len(metas) != b:
+            raise ValueError(f"got {len(metas)} image metas for a batch of {b} images; give one per image")
+        device = outputs.cls_logits.device
+        scales = torch.tensor([m.scale for m in metas], dtype=torch.float32, device=device)
+        image_sizes = torch.tensor([m.orig_size for m in metas], dtype=torch.float32, device=device)
+    boxes, scores, labels, counts = postprocess_padded(outputs, anchors, cfg, scales, image_sizes)
+    return [Detections(boxes[i, :n], scores[i, :n], labels[i, :n], label_names) for i, n in enumerate(counts.tolist())]
+
+
+__all__ = ["PAD_LABEL", "PREFIX_MIN", "MODES", "NMS_METHODS", "postprocess", "postprocess_padded"]

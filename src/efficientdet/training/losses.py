@@ -1,0 +1,200 @@
+"""The EfficientDet detection loss: sigmoid focal loss for classes plus a box regression loss.
+
+Class loss (per anchor and class, summed, divided by ``sum(num_positives) + 1`` over the batch, as the
+official code and effdet): the official focal loss ``alpha_t * (1 - p_t)^gamma * BCE(logit, target)``
+with label smoothing applied to the BCE target only, or effdet's legacy form (same value, computed
+through ``exp(gamma * (-t * x - log1p(exp(-x))))``; no label smoothing). Anchors with class target
+:data:`~efficientdet.training.assigner.IGNORE` do not count.
+
+Box loss on positive anchors (``LossConfig.box_loss``):
+
+- ``huber`` (official, ``delta`` 0.1) or ``smooth_l1`` (``beta = delta``) on the encoded ``(ty, tx, th, tw)``,
+  summed and divided by ``4 * (sum(num_positives) + 1)``; total ``= cls + box_loss_weight * box``;
+- ``iou`` / ``giou`` / ``diou`` / ``ciou`` on the decoded boxes (``1 - IoU`` etc.), summed and divided by
+  ``sum(num_positives) + 1``; total ``= cls + iou_loss_weight * box``.
+
+The official box loss masks every coordinate whose target is exactly 0 (``box_targets != 0``), which also
+drops the loss of a box centred exactly on its anchor; here the mask is "positive anchor" instead, the same
+for every other box.
+
+All losses compute in float32 whatever the input dtype (safe under ``torch.autocast``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from efficientdet.config import LossConfig
+from efficientdet.errors import ConfigError
+from efficientdet.ops.box_coder import decode
+from efficientdet.ops.boxes import paired_box_iou
+from efficientdet.structures import HeadOutputs, Targets
+from efficientdet.training.assigner import IGNORE, AssignedTargets, assign_targets
+
+BOX_LOSSES = ("huber", "smooth_l1", "iou", "giou", "diou", "ciou")
+IOU_LOSSES = ("iou", "giou", "diou", "ciou")
+
+MAX_LOG_SCALE = math.log(1000.0 / 16)
+"""Clamp of predicted ``th`` / ``tw`` when decoding boxes for the IoU losses (keeps ``exp`` finite)."""
+
+
+def focal_loss(logits: Tensor, targets: Tensor, alpha: float, gamma: float, label_smoothing: float = 0.0) -> Tensor:
+    """Official sigmoid focal loss per element: ``logits`` and ``targets`` (0 / 1) of the same shape -> same shape.
+
+    ``alpha_t * (1 - p_t)^gamma * BCE(logits, t')`` with ``t' = t * (1 - s) + s / 2`` (label smoothing ``s``
+    changes only the cross-entropy, not the focal weights).
+    """
+    logits, targets = logits.float(), targets.float()
+    prob = logits.sigmoid()
+    p_t = targets * prob + (1.0 - targets) * (1.0 - prob)
+    alpha_t = targets * alpha + (1.0 - targets) * (1.0 - alpha)
+    if label_smoothing > 0:
+        targets = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return alpha_t * (1.0 - p_t) ** gamma * ce
+
+
+def focal_loss_legacy(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
+    """effdet's legacy focal loss per element (the early official form): same shapes as :func:`focal_loss`.
+
+    ``alpha_t * exp(gamma * (-t * x - log1p(exp(-x)))) * BCE(x, t)``: equal to :func:`focal_loss` without
+    smoothing in exact arithmetic, but it overflows for very negative logits.
+    """
+    logits, targets = logits.float(), targets.float()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    modulator = torch.exp(gamma * (targets * -logits) - gamma * torch.log1p(torch.exp(-logits)))
+    return torch.where(targets == 1.0, alpha, 1.0 - alpha) * modulator * ce
+
+
+def iou_loss(pred_boxes: Tensor, target_boxes: Tensor, kind: str) -> Tensor:
+    """IoU-family loss per box: ``[P, 4]`` and ``[P, 4]`` xyxy -> ``[P]``. ``kind``: ``iou`` | ``giou`` | ``diou`` | ``ciou``."""
+    pred_boxes, target_boxes = pred_boxes.float(), target_boxes.float()
+    if kind == "iou":
+        return 1.0 - paired_box_iou(pred_boxes, target_boxes)
+    fn = {
+        "giou": torchvision.ops.generalized_box_iou_loss,
+        "diou": torchvision.ops.distance_box_iou_loss,
+        "ciou": torchvision.ops.complete_box_iou_loss,
+    }.get(kind)
+    if fn is None:
+        raise ConfigError(f"unknown IoU loss {kind!r}; use one of {', '.join(IOU_LOSSES)}")
+    return fn(pred_boxes, target_boxes, reduction="none")
+
+
+def _class_loss(logits: Tensor, cls_targets: Tensor, cfg: LossConfig) -> Tensor:
+    """Summed focal loss over ``logits [B, N, K]`` for ``cls_targets [B, N]`` (ignored anchors left out).
+
+    Every element is first scored as a negative (target 0); the ``P`` positive (anchor, class) elements
+    are then corrected, so no ``[B, N, K]`` one-hot target is built.
+    """
+    logits = logits.float()
+    zeros = logits.new_zeros(())
+    if cfg.legacy_focal:
+        negative = focal_loss_legacy(logits, zeros.expand_as(logits), cfg.alpha, cfg.gamma)
+    else:
+        negative = focal_loss(logits, zeros.expand_as(logits), cfg.alpha, cfg.gamma, cfg.label_smoothing)
+    total = (negative.sum(dim=-1) * (cls_targets != IGNORE)).sum()
+    positive = cls_targets >= 0
+    pos_logits = logits[positive].gather(1, cls_targets[positive][:, None]).squeeze(1)  # [P]
+    ones = pos_logits.new_ones(()).expand_as(pos_logits)
+    if cfg.legacy_focal:
+        correction = focal_loss_legacy(pos_logits, ones, cfg.alpha, cfg.gamma)
+        correction = correction - focal_loss_legacy(pos_logits, zeros.expand_as(pos_logits), cfg.alpha, cfg.gamma)
+    else:
+        correction = focal_loss(pos_logits, ones, cfg.alpha, cfg.gamma, cfg.label_smoothing)
+        correction = correction - focal_loss(
+            pos_logits, zeros.expand_as(pos_logits), cfg.alpha, cfg.gamma, cfg.label_smoothing
+        )
+    return total + correction.sum()
+
+
+def _box_loss(deltas: Tensor, box_targets: Tensor, positive: Tensor, anchors: Tensor, cfg: LossConfig) -> Tensor:
+    """Summed box loss over positive anchors: ``deltas``, ``box_targets [B, N, 4]``, ``positive [B, N]``."""
+    pred, target = deltas.float()[positive], box_targets.float()[positive]  # [P, 4]
+    if cfg.box_loss == "huber":
+        return F.huber_loss(pred, target, reduction="sum", delta=cfg.delta)
+    if cfg.box_loss == "smooth_l1":
+        return F.smooth_l1_loss(pred, target, reduction="sum", beta=cfg.delta)
+    pos_anchors = anchors.float().expand(positive.shape[0], -1, -1)[positive]
+    pred_boxes = decode(pred, pos_anchors, max_log_scale=MAX_LOG_SCALE)
+    return iou_loss(pred_boxes, decode(target, pos_anchors), cfg.box_loss).sum()
+
+
+def check_loss_config(cfg: LossConfig) -> None:
+    """Raise :class:`ConfigError` for loss settings that cannot work together."""
+    if cfg.box_loss not in BOX_LOSSES:
+        raise ConfigError(f"loss.box_loss {cfg.box_loss!r} is unknown; use one of {', '.join(BOX_LOSSES)}")
+    if cfg.legacy_focal and cfg.label_smoothing > 0:
+        raise ConfigError("loss.label_smoothing needs the official focal loss; set loss.legacy_focal to false")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+
+
+def detection_loss(
+    outputs: HeadOutputs, anchors: Tensor, assigned: AssignedTargets, cfg: LossConfig
+) -> dict[str, Tensor]:
+    """Loss of head outputs (``cls_logits [B, N, K]``, ``box_deltas [B, N, 4]``) against assigned targets.
+
+    ``anchors [N, 4]`` xyxy (used by the IoU losses). Returns float32 scalars ``{"total", "cls", "box"}``.
+    """
+    check_loss_config(cfg)
+    logits, deltas = outputs
+    if logits.shape[:2] != assigned.cls_targets.shape or deltas.shape != assigned.box_targets.shape:
+        raise ValueError(
+            f"head outputs {tuple(logits.shape)} / {tuple(deltas.shape)} do not match the targets "
+            f"{tuple(assigned.cls_targets.shape)} / {tuple(assigned.box_targets.shape)}"
+        )
+    normalizer = assigned.num_positives.sum() + 1.0
+    cls_loss = _class_loss(logits, assigned.cls_targets, cfg) / normalizer
+    box_sum = _box_loss(deltas, assigned.box_targets, assigned.cls_targets >= 0, anchors, cfg)
+    if cfg.box_loss in IOU_LOSSES:
+        box_loss = box_sum / normalizer
+        total = cls_loss + cfg.iou_loss_weight * box_loss
+    else:
+        box_loss = box_sum / (4.0 * normalizer)
+        total = cls_loss + cfg.box_loss_weight * box_loss
+    return {"total": total, "cls": cls_loss, "box": box_loss}
+
+
+class DetectionLoss(nn.Module):
+    """Assigns targets and computes :func:`detection_loss`.
+
+    ``forward(outputs, anchors [N, 4], targets: list[Targets]) -> {"total", "cls", "box"}`` float32 scalars;
+    target boxes in input pixels (xyxy), labels ``0 .. num_classes-1``.
+    """
+
+    def __init__(self, cfg: LossConfig, num_classes: int) -> None:
+        super().__init__()
+        check_loss_config(cfg)
+        self.cfg = cfg
+        self.num_classes = num_classes
+
+    def forward(self, outputs: HeadOutputs, anchors: Tensor, targets: list[Targets]) -> dict[str, Tensor]:
+        if outputs.cls_logits.shape[-1] != self.num_classes:
+            raise ValueError(
+                f"the class head has {outputs.cls_logits.shape[-1]} outputs but the loss was built for "
+                f"{self.num_classes} classes"
+            )
+        if len(targets) != outputs.cls_logits.shape[0]:
+            raise ValueError(f"got {len(targets)} targets for a batch of {outputs.cls_logits.shape[0]} images")
+        with torch.no_grad():
+            assigned = assign_targets(anchors, targets, self.cfg, self.num_classes)
+        return detection_loss(outputs, anchors, assigned, self.cfg)
+
+
+__all__ = [
+    "BOX_LOSSES",
+    "IOU_LOSSES",
+    "MAX_LOG_SCALE",
+    "focal_loss",
+    "focal_loss_legacy",
+    "iou_loss",
+    "check_loss_config",
+    "detection_loss",
+    "DetectionLoss",
+]
