@@ -204,7 +204,11 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Everything that defines an EfficientDet model, its anchors, loss and post-processing."""
+    """Everything that defines an EfficientDet model, its anchors, loss and post-processing.
+
+    ``label_names`` / ``category_ids``: the name and dataset id (e.g. COCO category id) of each class index
+    ``0 .. num_classes - 1``, when known; predictions map labels back through them.
+    """
 
     name: str = "efficientdet"
     num_classes: int = 90
@@ -216,6 +220,7 @@ class DetectorConfig:
     postprocess: PostprocessConfig = PostprocessConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     label_names: tuple[str, ...] | None = None
+    category_ids: tuple[int, ...] | None = None
 
     @property
     def min_level(self) -> int:

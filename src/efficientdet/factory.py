@@ -73,11 +73,12 @@ def create_model(
     config = registry.get_config(name) if name is not None else name_or_config
     if not isinstance(config, DetectorConfig):
         raise ConfigError(f"expected a model name or DetectorConfig, got {type(name_or_config).__name__}")
-    weights = registry.get_weights(name) if (pretrained and name is not None) else None
     if pretrained and name is None:
         raise ConfigError("pretrained=True needs a registered model name; pass checkpoint_path= for a config")
+    weights = registry.get_weights(name) if pretrained else None
     if weights is not None:
-        config = replace(config, num_classes=weights.num_classes, label_names=weights.label_names)
+        config = replace(config, num_classes=weights.num_classes, label_names=weights.label_names,
+                         category_ids=weights.category_ids)
     if overrides:
         config = replace_nested(config, **dict(overrides))
     if image_size is not None:
@@ -91,31 +92,36 @@ def create_model(
         from efficientdet.weights.checkpoint import read_model_checkpoint
 
         checkpoint = read_model_checkpoint(checkpoint_path, use_ema=checkpoint_ema)
-        if num_classes is None and checkpoint.num_classes is not None and checkpoint.num_classes != config.num_classes:
-            num_classes = checkpoint.num_classes
-            label_names = label_names or checkpoint.label_names
+        if checkpoint.num_classes is not None and checkpoint.num_classes != config.num_classes:
+            # build with the checkpoint's class count so that it loads; re-initialise below if asked
+            config = replace(config, num_classes=checkpoint.num_classes, label_names=checkpoint.label_names,
+                             category_ids=checkpoint.category_ids)
+        elif checkpoint.label_names is not None:
+            config = replace(config, label_names=checkpoint.label_names, category_ids=checkpoint.category_ids)
+
+    if label_names is not None:
+        label_names = tuple(str(n) for n in label_names)
+        if num_classes is None:
+            num_classes = len(label_names)
+        if len(label_names) != num_classes:
+            raise ConfigError(f"{len(label_names)} label_names for num_classes={num_classes}; give one name per class")
 
     model = EfficientDet(config)
     if weights is not None:
         from efficientdet.weights.pretrained import load_pretrained
 
         load_pretrained(model, weights)
-    elif pretrained_backbone:
+    elif pretrained_backbone and checkpoint is None:
         from efficientdet.weights.pretrained import load_backbone_pretrained
 
         load_backbone_pretrained(model)
-
-    if label_names is not None and num_classes is None:
-        num_classes = len(label_names)
-    if label_names is not None and len(label_names) != num_classes:
-        raise ConfigError(f"{len(label_names)} label_names for num_classes={num_classes}; give one name per class")
-    if num_classes is not None and num_classes != model.config.num_classes:
-        model.reset_classes(num_classes, tuple(label_names) if label_names is not None else None)
-    elif label_names is not None:
-        model.config = replace(model.config, label_names=tuple(label_names))
-
     if checkpoint is not None:
         checkpoint.load_into(model)
+
+    if num_classes is not None and num_classes != model.config.num_classes:
+        model.reset_classes(num_classes, label_names)
+    elif label_names is not None:
+        model.config = replace(model.config, label_names=label_names)
     if device is not None:
         model.to(device)
     return model

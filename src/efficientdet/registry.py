@@ -179,6 +179,7 @@ def effdet_style_config(
         anchors=AnchorConfig(max_level=max_level, aspect_ratios=aspect_pairs(aspect_ratios), anchor_scale=anchor_scale),
         preprocess=PreprocessConfig(image_size=(image_size, image_size), mean=mean, std=std, fill=fill),
         label_names=COCO90_LABEL_NAMES,
+        category_ids=COCO90_CATEGORY_IDS,
     )
 
 
@@ -311,4 +312,5 @@ def _ensure_builtin() -> None:
 
 def config_with_weights(name: str, weights: Weights) -> DetectorConfig:
     """The config of ``name`` with the class count and names of ``weights``."""
-    return replace(get_config(name), num_classes=weights.num_classes, label_names=weights.label_names)
+    return replace(get_config(name), num_classes=weights.num_classes, label_names=weights.label_names,
+                   category_ids=weights.category_ids)

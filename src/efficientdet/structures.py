@@ -41,9 +41,15 @@ class ImageMeta:
 
     @property
     def valid_size(self) -> tuple[int, int]:
-        """``(H, W)`` of the part of the input covered by the image (not padding)."""
+        """``(H, W)`` of the part of the input covered by the image (not padding).
+
+        The letterbox truncates ``size * scale`` computed in float32, as the official code does.
+        """
+        import numpy as np
+
         h, w = self.orig_size
-        return (min(self.input_size[0], round(h * self.scale)), min(self.input_size[1], round(w * self.scale)))
+        s = np.float32(self.scale)
+        return (min(self.input_size[0], int(np.float32(h) * s)), min(self.input_size[1], int(np.float32(w) * s)))
 
 
 @dataclass

@@ -67,10 +67,11 @@ def create_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, lr: flo
         warmup_epochs=int(math.ceil(cfg.warmup_epochs)) if cfg.warmup_epochs else 0,
         warmup_lr=lr * cfg.warmup_lr_ratio,
         min_lr=lr * cfg.min_lr_ratio,
+        warmup_prefix=True,  # official: the cosine starts where the warm-up ends
         noise=list(cfg.lr_noise) if cfg.lr_noise else None,
+        noise_seed=cfg.seed,
         step_on_epochs=False,
         updates_per_epoch=updates_per_epoch,
-        seed=cfg.seed,
     )
     return scheduler
 

@@ -67,13 +67,26 @@ class EfficientDet(nn.Module):
             device = next(self.parameters()).device
         return self._anchor_generator(tuple(int(s) for s in image_size), torch.device(device))
 
-    def reset_classes(self, num_classes: int, label_names: tuple[str, ...] | None = None) -> None:
-        """Replace the class head by a freshly initialised one for ``num_classes`` classes (prior-prob bias)."""
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations during backward (backbone blocks, pyramid cells, head levels) to save memory."""
+        if hasattr(self.backbone, "set_grad_checkpointing"):
+            self.backbone.set_grad_checkpointing(enable)
+        self.fpn.grad_checkpointing = enable
+        self.class_head.grad_checkpointing = enable
+        self.box_head.grad_checkpointing = enable
+
+    def reset_classes(self, num_classes: int, label_names: tuple[str, ...] | None = None,
+                      category_ids: tuple[int, ...] | None = None) -> None:
+        """Re-initialise the class-prediction layer for ``num_classes`` classes (prior-probability bias).
+
+        The shared repeat convs and norms of the class head keep their weights.
+        """
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
         from dataclasses import replace
 
         old = self.class_head.predict_bias()
-        self.config = replace(self.config, num_classes=num_classes, label_names=label_names)
+        self.config = replace(self.config, num_classes=num_classes, label_names=label_names,
+                              category_ids=category_ids)
         self.class_head.reset_outputs(num_classes, prior_bias(self.config.head.prior_prob))
         self.class_head.predict.to(device=old.device, dtype=old.dtype)

@@ -258,6 +258,7 @@ class FeaturePyramid(nn.Module):
             self.extra.append(Resample(channels[-1], cfg.channels, 1, cfg))
             channels.append(cfg.channels)
         nodes = fpn_topology(cfg, min_level, max_level)
+        self.grad_checkpointing = False
         self.cells = nn.ModuleList()
         for _ in range(cfg.repeats):
             self.cells.append(FpnCell(nodes, channels, min_level, max_level, cfg))
@@ -269,5 +270,10 @@ class FeaturePyramid(nn.Module):
             h, w = feats[-1].shape[-2:]
             feats.append(extra(feats[-1], ((h - 1) // 2 + 1, (w - 1) // 2 + 1)))
         for cell in self.cells:
-            feats = cell(feats)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                feats = list(checkpoint(lambda *xs, c=cell: tuple(c(list(xs))), *feats, use_reentrant=False))
+            else:
+                feats = cell(feats)
         return feats

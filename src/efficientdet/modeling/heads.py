@@ -24,6 +24,7 @@ class Head(nn.Module):
                  act: str, norm: NormConfig, prior_bias: float | None = None) -> None:
         super().__init__()
         self.survival_prob = cfg.survival_prob
+        self.grad_checkpointing = False
         self.convs = nn.ModuleList(
             create_conv(channels, channels, 3, separable=cfg.separable_conv, pad_type=cfg.pad_type,
                         bias=cfg.redundant_bias)
@@ -71,7 +72,12 @@ class Head(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         outs = []
         for level, x in enumerate(feats):
-            out = self.forward_level(x, level)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                out = checkpoint(self.forward_level, x, level, use_reentrant=False)
+            else:
+                out = self.forward_level(x, level)
             outs.append(out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, self.num_outputs))
         return torch.cat(outs, dim=1)
 

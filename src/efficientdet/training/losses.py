@@ -22,6 +22,8 @@ All losses compute in float32 whatever the input dtype (safe under ``torch.autoc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import math
 
 import torch
@@ -136,11 +138,15 @@ def check_loss_config(cfg: LossConfig) -> None:
 
 
 def detection_loss(
-    outputs: HeadOutputs, anchors: Tensor, assigned: AssignedTargets, cfg: LossConfig
+    outputs: HeadOutputs, anchors: Tensor, assigned: AssignedTargets, cfg: LossConfig,
+    normalizer: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Loss of head outputs (``cls_logits [B, N, K]``, ``box_deltas [B, N, 4]``) against assigned targets.
 
-    ``anchors [N, 4]`` xyxy (used by the IoU losses). Returns float32 scalars ``{"total", "cls", "box"}``.
+    ``anchors [N, 4]`` xyxy (used by the IoU losses). ``normalizer``: what the summed losses are divided by;
+    default ``num_positives.sum() + 1`` of this batch (distributed training passes the global count divided
+    by the number of processes, so that the averaged gradients equal those of one process on the whole
+    batch). Returns float32 scalars ``{"total", "cls", "box"}``.
     """
     check_loss_config(cfg)
     logits, deltas = outputs
@@ -149,7 +155,8 @@ def detection_loss(
             f"head outputs {tuple(logits.shape)} / {tuple(deltas.shape)} do not match the targets "
             f"{tuple(assigned.cls_targets.shape)} / {tuple(assigned.box_targets.shape)}"
         )
-    normalizer = assigned.num_positives.sum() + 1.0
+    if normalizer is None:
+        normalizer = assigned.num_positives.sum() + 1.0
     cls_loss = _class_loss(logits, assigned.cls_targets, cfg) / normalizer
     box_sum = _box_loss(deltas, assigned.box_targets, assigned.cls_targets >= 0, anchors, cfg)
     if cfg.box_loss in IOU_LOSSES:
@@ -174,7 +181,9 @@ class DetectionLoss(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
 
-    def forward(self, outputs: HeadOutputs, anchors: Tensor, targets: list[Targets]) -> dict[str, Tensor]:
+    def forward(self, outputs: HeadOutputs, anchors: Tensor, targets: list[Targets],
+                normalizer: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
+        """``normalizer``: maps this batch's ``num_positives [B]`` to the loss divisor (see :func:`detection_loss`)."""
         if outputs.cls_logits.shape[-1] != self.num_classes:
             raise ValueError(
                 f"the class head has {outputs.cls_logits.shape[-1]} outputs but the loss was built for "
@@ -184,7 +193,8 @@ class DetectionLoss(nn.Module):
             raise ValueError(f"got {len(targets)} targets for a batch of {outputs.cls_logits.shape[0]} images")
         with torch.no_grad():
             assigned = assign_targets(anchors, targets, self.cfg, self.num_classes)
-        return detection_loss(outputs, anchors, assigned, self.cfg)
+        norm = normalizer(assigned.num_positives) if normalizer is not None else None
+        return detection_loss(outputs, anchors, assigned, self.cfg, norm)
 
 
 __all__ = [

@@ -50,6 +50,10 @@ class ModelCheckpoint:
     def label_names(self) -> tuple[str, ...] | None:
         return self.config.label_names if self.config is not None else None
 
+    @property
+    def category_ids(self) -> tuple[int, ...] | None:
+        return self.config.category_ids if self.config is not None else None
+
     def load_into(self, model: torch.nn.Module) -> None:
         from efficientdet.factory import load_weights
 

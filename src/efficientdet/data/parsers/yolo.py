@@ -1,0 +1,192 @@
+"""YOLO txt in the ultralytics layout into a :class:`DetectionDataset` and back.
+
+Layout: a ``data.yaml`` with ``path`` (dataset root; relative paths are taken from the yaml's folder),
+``train`` / ``val`` / ``test`` (an image folder, a ``.txt`` list of images, or a list of either), and
+``names`` (a list, or a dict ``{id: name}``). The labels of ``<root>/images/<...>/x.jpg`` are in
+``<root>/labels/<...>/x.txt``, one object a line: ``class cx cy w h``, normalised to ``0..1`` by the image
+width and height. Lines with more than five numbers are polygons (``class x1 y1 x2 y2 ...``, ultralytics
+segments) and give their bounding box. A missing label file means an image without objects.
+
+Class ids are the indices (or dict keys) of ``names``; ``category_ids[label]`` is that id. Image sizes are
+read from the image headers, since the labels are normalised.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from efficientdet.data.images import IMAGE_EXTENSIONS, image_size
+from efficientdet.data.parsers._common import (
+    ParseProblem,
+    Problems,
+    check_writable,
+    make_record,
+    place_image,
+)
+from efficientdet.data.records import DetectionDataset
+from efficientdet.errors import DataError
+
+
+def label_path(image: Path) -> Path:
+    """The label file of an image: the last ``/images/`` folder of its path becomes ``/labels/``, suffix ``.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _names(data: dict[str, Any], yaml_file: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    names = data.get("names")
+    if isinstance(names, dict):
+        items = sorted((int(k), str(v)) for k, v in names.items())
+        return tuple(n for _, n in items), tuple(k for k, _ in items)
+    if isinstance(names, (list, tuple)):
+        return tuple(str(n) for n in names), tuple(range(len(names)))
+    if "nc" in data:
+        n = int(data["nc"])
+        return tuple(str(i) for i in range(n)), tuple(range(n))
+    raise DataError(f"{yaml_file}: no 'names' (a list, or a dict id: name); add the class names")
+
+
+def _list_images(entry: Any, root: Path, yaml_file: Path) -> list[Path]:
+    entries = entry if isinstance(entry, (list, tuple)) else [entry]
+    out: list[Path] = []
+    for e in entries:
+        p = Path(str(e))
+        p = p if p.is_absolute() else root / p
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        elif p.is_file() and p.suffix == ".txt":
+            for line in p.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line:
+                    q = Path(line)
+                    out.append(q if q.is_absolute() else (p.parent / q if line.startswith(".") else root / q))
+        else:
+            raise DataError(f"{yaml_file}: image location {e!r} ({p}) is neither a folder nor a .txt list of images")
+    return out
+
+
+def _root(data: dict[str, Any], yaml_file: Path) -> Path:
+    path = data.get("path")
+    if not path:
+        return yaml_file.parent
+    p = Path(str(path))
+    if p.is_absolute():
+        return p
+    return (yaml_file.parent / p) if (yaml_file.parent / p).exists() else p
+
+
+def load_yolo(
+    data_yaml: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    problems: list[ParseProblem] | None = None,
+) -> DetectionDataset:
+    """Read one split (``train`` | ``val`` | ``test``) of a YOLO dataset described by ``data_yaml``.
+
+    With ``problems`` given, unknown class ids, malformed lines and unreadable images are reported there
+    (and skipped) instead of raising :class:`DataError`. Returns ``format="yolo"``, ``root`` = the dataset root.
+    """
+    yaml_file = Path(data_yaml)
+    if yaml_file.is_dir():
+        yaml_file = yaml_file / "data.yaml"
+    try:
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as err:
+        raise DataError(f"YOLO data file not found: {yaml_file}") from err
+    names, ids = _names(data, yaml_file)
+    label_of = {cid: i for i, cid in enumerate(ids)}
+    root = _root(data, yaml_file)
+    if not data.get(split):
+        splits = [k for k in ("train", "val", "test") if data.get(k)]
+        raise DataError(f"{yaml_file} has no {split!r} split; it has: {', '.join(splits) or 'none'}")
+    report = Problems(problems)
+    records = []
+    for image_id, img in enumerate(_list_images(data[split], root, yaml_file)):
+        lbl = label_path(img)
+        boxes, labels = [], []
+        rows = lbl.read_text(encoding="utf-8").splitlines() if lbl.is_file() else []
+        rows = [r.split() for r in rows if r.strip()]
+        size = None
+        if rows:
+            try:
+                size = image_size(img)
+            except DataError as err:
+                report.add("missing_image", img, f"{err}; its boxes in {lbl} cannot be converted to pixels")
+                continue
+        for n, values in enumerate(rows, 1):
+            try:
+                cls = int(float(values[0]))
+                nums = [float(v) for v in values[1:]]
+            except ValueError:
+                report.add("bad_row", lbl, f"line {n}: {' '.join(values)!r} is not 'class cx cy w h' numbers")
+                continue
+            if len(nums) < 4 or (len(nums) > 4 and len(nums) % 2):
+                report.add("bad_row", lbl, f"line {n}: {len(nums)} coordinates; expected 4 (cx cy w h) or x y pairs")
+                continue
+            if cls not in label_of:
+                report.add("unknown_class", lbl, f"line {n}: class id {cls} is not in names (ids "
+                           f"{min(ids, default=0)}..{max(ids, default=-1)})", ids=(cls,))
+                continue
+            h, w = size  # type: ignore[misc]
+            if len(nums) == 4:
+                cx, cy, bw, bh = nums
+                box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
+            else:
+                xs, ys = nums[0::2], nums[1::2]
+                box = [min(xs) * w, min(ys) * h, max(xs) * w, max(ys) * h]
+            boxes.append(box)
+            labels.append(label_of[cls])
+        records.append(make_record(img, image_id, boxes, labels, None, size))
+    return DetectionDataset(records, names, ids, root=root, format="yolo")
+
+
+def write_yolo(
+    dataset: DetectionDataset,
+    root: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    images: str = "copy",
+) -> Path:
+    """Write ``dataset`` as split ``split`` of a YOLO dataset at ``root`` (``images/<split>/``,
+    ``labels/<split>/``, ``data.yaml``; an existing ``data.yaml`` keeps its other splits). ``ignore`` flags are
+    not representable in YOLO txt and are dropped. Returns the ``data.yaml`` path.
+    """
+    check_writable(dataset, "YOLO labels")
+    root = Path(root)
+    yaml_file = root / "data.yaml"
+    data: dict[str, Any] = {}
+    if yaml_file.is_file():
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
+    data["path"] = str(root.resolve())
+    data[split] = f"images/{split}"
+    data["names"] = {int(cid): name for cid, name in zip(dataset.category_ids, dataset.label_names, strict=True)}
+    seen: set[str] = set()
+    for rec in dataset.records:
+        name = rec.path.name
+        if name in seen:
+            name = f"{rec.path.stem}_{rec.image_id}{rec.path.suffix}"
+        seen.add(name)
+        img = root / "images" / split / name
+        place_image(rec.path, img, images)
+        h, w = rec.size if rec.size is not None else image_size(rec.path)
+        lines = []
+        for (x1, y1, x2, y2), label in zip(rec.boxes.tolist(), rec.labels.tolist(), strict=True):
+            cx, cy, bw, bh = (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
+            lines.append(f"{dataset.category_ids[label]} {cx!r} {cy!r} {bw!r} {bh!r}\n")
+        lbl = label_path(img)
+        lbl.parent.mkdir(parents=True, exist_ok=True)
+        lbl.write_text("".join(lines), encoding="utf-8")
+    yaml_file.parent.mkdir(parents=True, exist_ok=True)
+    yaml_file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return yaml_file
+
+
+__all__ = ["load_yolo", "write_yolo", "label_path"]

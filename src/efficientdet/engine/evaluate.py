@@ -1,0 +1,163 @@
+"""Evaluation: run a model over a loader into an evaluator; ``validate`` is the command-line job."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from efficientdet.config import PostprocessConfig
+from efficientdet.errors import ConfigError
+
+_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: Any, evaluator: Any, *, device: torch.device | str = "cpu",
+             postprocess: PostprocessConfig | None = None, amp: str = "none", channels_last: bool = False,
+             progress: bool = False) -> dict[str, float]:
+    """Predict every batch of ``loader`` and feed ``evaluator``; returns ``evaluator.compute()``.
+
+    Detections are mapped back to original-image pixels through each image's letterbox metadata. In a
+    distributed run every process evaluates its shard and the evaluator gathers before computing.
+    """
+    from efficientdet.data.preprocess import Normalizer
+    from efficientdet.postprocess import postprocess as run_postprocess
+
+    device = torch.device(device)
+    config = model.config
+    pp = postprocess or config.postprocess
+    normalize = Normalizer.from_config(config.preprocess, channels_last=channels_last).to(device)
+    was_training = model.training
+    model.eval()
+    evaluator.reset()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(loader), desc="validate", unit="batch", leave=False, dynamic_ncols=True)
+    dtype = _AMP.get(amp)
+    ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    for batch in loader:
+        if len(batch) == 0:
+            continue
+        pixels = normalize(batch.images.to(device, non_blocking=True))
+        with ctx:
+            outputs = model(pixels)
+        outputs = type(outputs)(outputs.cls_logits.float(), outputs.box_deltas.float())
+        anchors = model.anchors(tuple(pixels.shape[-2:]), device)
+        dets = run_postprocess(outputs, anchors, pp, batch.metas, config.label_names)
+        evaluator.update(batch.indices, [d.to("cpu") for d in dets])
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    model.train(was_training)
+    return evaluator.compute()
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of :func:`validate`: metrics, the per-class table, and the files written."""
+
+    metrics: dict[str, float]
+    per_class_table: str = ""
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def validate(
+    data: str | Path,
+    *,
+    model: str | None = None,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    data_format: str | None = None,
+    split: str | None = "val",
+    metric: str = "coco",
+    batch_size: int = 8,
+    workers: int = 2,
+    device: str = "auto",
+    use_ema: bool | None = None,
+    nms: str | None = None,
+    mode: str | None = None,
+    score_threshold: float | None = None,
+    max_detections: int | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    amp: str = "none",
+    output: str | Path | None = None,
+    results_json: str | Path | None = None,
+    pr_curves: bool = True,
+    annotation_file: str | Path | None = None,
+    progress: bool = True,
+) -> ValidationReport:
+    """Evaluate a model on a dataset: COCO (``coco``), VOC 2007 11-point (``voc07``), VOC area (``voc``) or
+    OpenImages (``openimages``) metrics; prints a summary and a per-class AP table.
+
+    The model is ``model`` (a registered name, with ``pretrained`` weights) and/or ``checkpoint`` (a training
+    checkpoint, EMA weights by default; ``use_ema=False`` for the raw weights). ``nms`` / ``mode`` /
+    ``score_threshold`` / ``max_detections`` override the post-processing (e.g. ``mode="global", nms="soft"``
+    for the official evaluation). Writes COCO-results json (``results_json``, or ``output/results.json``)
+    and PR curves (``output/pr_curves.png``) when ``output`` is given. For test-dev (no annotations) only
+    the results json is written.
+    """
+    from efficientdet.data.loader import create_loader
+    from efficientdet.data.parsers import load_dataset
+    from efficientdet.engine.distributed import init_distributed
+    from efficientdet.evaluation import create_evaluator
+    from efficientdet.factory import create_model
+
+    if model is None and checkpoint is None:
+        raise ConfigError("give a model name (--model) and/or a checkpoint (--checkpoint) to validate")
+    dist = init_distributed(device)
+    dataset = load_dataset(data, data_format, split=split)
+    name = model
+    if name is None:
+        from efficientdet.weights.checkpoint import read_model_checkpoint
+
+        ckpt = read_model_checkpoint(checkpoint, use_ema=use_ema)  # type: ignore[arg-type]
+        if ckpt.config is None:
+            raise ConfigError(f"{checkpoint} does not record its architecture; pass --model NAME as well")
+        name = ckpt.config  # type: ignore[assignment]
+    net = create_model(name, pretrained=pretrained, checkpoint_path=checkpoint, checkpoint_ema=use_ema,
+                       image_size=image_size, device=dist.device).eval()
+    pp = net.config.postprocess
+    changes = {k: v for k, v in (("nms", nms), ("mode", mode), ("score_threshold", score_threshold),
+                                 ("max_detections", max_detections)) if v is not None}
+    pp = replace(pp, **changes)
+    if net.config.num_classes != dataset.num_classes:
+        raise ConfigError(f"the model predicts {net.config.num_classes} classes, the dataset {data} has "
+                          f"{dataset.num_classes}; evaluate a model trained on this dataset")
+    world = (dist.world_size, dist.rank) if dist.distributed else False
+    loader = create_loader(dataset, batch_size, False, net.config.image_size, num_workers=workers, distributed=world,
+                           fill=net.config.preprocess.fill, mean=net.config.preprocess.mean)
+    has_gt = any(len(r.labels) for r in dataset.records)
+    options: dict[str, Any] = {}
+    if metric == "coco" and annotation_file is not None:
+        options["annotation_file"] = annotation_file
+    evaluator = create_evaluator(metric, dataset, **options)
+    metrics = evaluate(net, loader, evaluator, device=dist.device, postprocess=pp, amp=amp,
+                       progress=progress and dist.is_main)
+    report = ValidationReport(metrics if has_gt else {})
+    if not dist.is_main:
+        return report
+    report.per_class_table = evaluator.per_class_table() if has_gt else ""
+    out_dir = Path(output) if output is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if metric == "coco":
+        target = Path(results_json) if results_json is not None else (out_dir / "results.json" if out_dir else None)
+        if target is not None:
+            evaluator.write_results(target)
+            report.files["results"] = target
+        if pr_curves and out_dir is not None and has_gt:
+            with contextlib.suppress(ConfigError):  # matplotlib missing: skip the plot, say so below
+                report.files["pr_curves"] = evaluator.save_pr_curves(out_dir / "pr_curves.png")
+    if out_dir is not None and has_gt:
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        report.files["metrics"] = out_dir / "metrics.json"
+    return report
