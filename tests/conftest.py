@@ -1,13 +1,15 @@
 """Shared test fixtures. Tests never touch the network."""
 
 import os
-from pathlib import Path
 
-import pytest
-import torch
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Before torch loads OpenMP: busy-waiting threads slow 2-core machines down many times under contention.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"

@@ -257,7 +257,8 @@ class TrainConfig:
     choice) or any timm optimizer name (``adamw``, ``lamb``, ...). ``scheduler``: any timm scheduler
     (``cosine`` default), stepped per update. ``clip_mode``: ``norm`` | ``value`` | ``agc``.
     ``amp``: ``none`` | ``bf16`` | ``fp16`` (with loss scaling). ``freeze``: parameter-name patterns
-    (fnmatch) or the shortcuts ``backbone`` and ``backbone+fpn``. ``model_overrides``: dotted
+    (fnmatch) or the shortcuts ``backbone`` and ``backbone+fpn``; norm layers whose parameters are all frozen
+    keep their statistics (eval mode). ``model_overrides``: dotted
     :class:`DetectorConfig` changes, e.g. ``{"loss.box_loss": "giou"}``.
     """
 
@@ -301,7 +302,7 @@ class TrainConfig:
     # execution
     device: str = "auto"
     amp: str = "none"
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
     grad_checkpointing: bool = False
     sync_bn: bool = False
@@ -318,7 +319,9 @@ class TrainConfig:
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        data = _plain(dataclasses.asdict(self))
+        data["model_overrides"] = {k: _plain(v) for k, v in self.model_overrides}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -423,3 +426,38 @@ __all__ = [
     "replace_nested",
     "unknown_key_message",
 ]
+
+
+def train_config_from(yaml_file: str | None = None, sets: list[str] | tuple[str, ...] = (), **explicit: Any) -> TrainConfig:
+    """Build a :class:`TrainConfig` from defaults, a YAML file, explicit values and ``key=value`` overrides.
+
+    Later sources win: YAML, then ``explicit`` (non-``None`` values only), then ``sets``. Values in ``sets``
+    are parsed as YAML (``lr=0.01``, ``freeze=[backbone]``, ``amp=bf16``). Keys starting with ``model.``
+    change the model config (``model.loss.box_loss=giou`` -> ``model_overrides``).
+    """
+    import yaml
+
+    data: dict[str, Any] = {}
+    if yaml_file:
+        try:
+            with open(yaml_file, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f) or {}
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {yaml_file}: {err}") from err
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{yaml_file} must hold a mapping of TrainConfig keys, got {type(loaded).__name__}")
+        data.update(loaded)
+    data.update({k: v for k, v in explicit.items() if v is not None})
+    model_overrides = dict(data.pop("model_overrides", {}) or {})
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: use key=value, e.g. --set lr=0.01")
+        value = yaml.safe_load(raw)
+        if key.startswith("model."):
+            model_overrides[key[len("model."):]] = value
+        else:
+            data[key.strip()] = value
+    if model_overrides:
+        data["model_overrides"] = model_overrides
+    return TrainConfig.from_dict(data)

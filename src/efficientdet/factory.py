@@ -17,6 +17,8 @@ from efficientdet.modeling.detector import EfficientDet
 
 log = logging.getLogger(__name__)
 
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")
+
 _ARGUMENTS = (
     "pretrained", "pretrained_backbone", "num_classes", "label_names", "checkpoint_path", "checkpoint_ema",
     "image_size", "overrides", "device",
@@ -24,7 +26,7 @@ _ARGUMENTS = (
 
 
 def create_model(
-    name_or_config: str | DetectorConfig,
+    name_or_config: str | Path | DetectorConfig,
     *,
     pretrained: bool = False,
     pretrained_backbone: bool = False,
@@ -41,7 +43,9 @@ def create_model(
 
     Args:
         name_or_config: a registered name (see :func:`~efficientdet.registry.list_models`; ``name.tag``
-            picks a weight set) or a :class:`DetectorConfig`.
+            picks a weight set), a :class:`DetectorConfig`, a model config file (``.yaml``/``.json``: a
+            full config or ``base: NAME`` plus changes), or a weights file written by this library
+            (training checkpoint or cleaned ``.safetensors``), which carries its own config.
         pretrained: load the published weights of the name (downloaded once, cached, hash-checked).
         pretrained_backbone: load ImageNet weights into the backbone only (ignored with ``pretrained``).
         num_classes: a class count other than the weights'; only the class-prediction layer is
@@ -69,6 +73,20 @@ def create_model(
 
     from efficientdet import registry
 
+    if isinstance(name_or_config, (str, Path)) and Path(name_or_config).suffix in (".yaml", ".yml", ".json"):
+        name_or_config = load_config_file(name_or_config)
+    elif isinstance(name_or_config, (str, Path)) and Path(name_or_config).suffix in WEIGHT_SUFFIXES:
+        # a weights file of this library describes its own model
+        from efficientdet.weights.checkpoint import read_model_checkpoint
+
+        if checkpoint_path is not None:
+            raise ConfigError(f"got weights {name_or_config} and checkpoint_path={checkpoint_path}; pass one")
+        checkpoint_path = name_or_config
+        described = read_model_checkpoint(checkpoint_path, use_ema=checkpoint_ema).config
+        if described is None:
+            raise ConfigError(f"{name_or_config} does not record its model; call create_model(NAME, "
+                              f"checkpoint_path={str(name_or_config)!r}) with the model name")
+        name_or_config = described
     name = name_or_config if isinstance(name_or_config, str) else None
     config = registry.get_config(name) if name is not None else name_or_config
     if not isinstance(config, DetectorConfig):
@@ -125,6 +143,36 @@ def create_model(
     if device is not None:
         model.to(device)
     return model
+
+
+def load_config_file(path: str | Path) -> DetectorConfig:
+    """A :class:`DetectorConfig` from YAML/JSON: either a full config, or ``base: <registered name>`` plus
+    dotted or nested changes (``fpn: {channels: 96}``, ``num_classes: 3``)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read model config {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping (a DetectorConfig or base: NAME plus changes)")
+    base = data.pop("base", None)
+    if base is None:
+        return DetectorConfig.from_dict(data)
+    from efficientdet import registry
+
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and prefix.split(".")[-1] not in ("norm",):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = tuple(value) if isinstance(value, list) else value
+
+    walk("", data)
+    return replace_nested(registry.get_config(base), **flat)
 
 
 def load_weights(model: EfficientDet, state_dict: Mapping[str, torch.Tensor], *, source: str = "weights") -> None:

@@ -98,3 +98,51 @@ def _python_state_to_plain(s: tuple) -> list:
 
 def _python_state_from_plain(s: list) -> tuple:
     return (s[0], tuple(s[1]), s[2])
+
+
+def average_checkpoints(paths: list[str | Path], out: str | Path, *, use_ema: bool | None = None) -> Path:
+    """Average the model weights of several checkpoints of one run into a new checkpoint at ``out``.
+
+    Floating-point tensors are averaged (in float64, stored in their own dtype); integer buffers such as
+    BN ``num_batches_tracked`` are taken from the last file. The output keeps the last checkpoint's config
+    and carries no optimizer state. ``use_ema``: average the EMA weights (default when present).
+    """
+    from efficientdet.weights.checkpoint import read_model_checkpoint, save_inference_weights
+
+    if not paths:
+        raise WeightsError("no checkpoints to average; pass at least one file")
+    loaded = [read_model_checkpoint(p, use_ema=use_ema) for p in paths]
+    keys = list(loaded[-1].state_dict)
+    for c in loaded:
+        if list(c.state_dict) != keys:
+            raise WeightsError(f"{c.path} holds other tensors than {loaded[-1].path}; average checkpoints of one run only")
+    avg = {}
+    for k in keys:
+        last = loaded[-1].state_dict[k]
+        if last.is_floating_point():
+            avg[k] = (sum(c.state_dict[k].double() for c in loaded) / len(loaded)).to(last.dtype)
+        else:
+            avg[k] = last
+    config = loaded[-1].config
+    if config is None:
+        raise WeightsError(f"{loaded[-1].path} does not record its model config; average checkpoints of this library")
+    return save_inference_weights(avg, config, out, ema=loaded[-1].used_ema)
+
+
+def clean_checkpoint(path: str | Path, out_dir: str | Path, *, use_ema: bool | None = None,
+                     name: str | None = None) -> Path:
+    """Turn a training checkpoint into inference weights: EMA (default when present) or raw, no optimizer
+    state, config and label names kept, as ``<name>-<sha256[:8]>.safetensors`` in ``out_dir``."""
+    from efficientdet.weights.checkpoint import read_model_checkpoint, save_inference_weights
+    from efficientdet.weights.io import file_sha256
+
+    source = read_model_checkpoint(path, use_ema=use_ema)
+    if source.config is None:
+        raise WeightsError(f"{path} does not record its model config; it is not a checkpoint of this library")
+    out_dir = Path(out_dir)
+    stem = name or source.config.name
+    tmp = save_inference_weights(source.state_dict, source.config, out_dir / f".{stem}.tmp.safetensors",
+                                 ema=source.used_ema)
+    final = out_dir / f"{stem}-{file_sha256(tmp)[:8]}.safetensors"
+    os.replace(tmp, final)
+    return final

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import math
 from typing import Any
 
 import torch
@@ -46,6 +45,17 @@ def freeze_parameters(model: nn.Module, patterns: tuple[str, ...]) -> int:
     return count
 
 
+def frozen_norms(model: nn.Module) -> list[nn.Module]:
+    """Normalisation layers whose parameters are all frozen: they should stay in eval mode while training."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)):
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                out.append(m)
+    return out
+
+
 def create_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
     """timm optimizer over trainable parameters; no weight decay on norms, biases and fusion weights (1-d)."""
     try:
@@ -64,7 +74,7 @@ def create_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, lr: flo
         optimizer,
         sched=cfg.scheduler,
         num_epochs=cfg.epochs,
-        warmup_epochs=int(math.ceil(cfg.warmup_epochs)) if cfg.warmup_epochs else 0,
+        warmup_epochs=cfg.warmup_epochs,  # fractional epochs are fine: the schedule runs per update
         warmup_lr=lr * cfg.warmup_lr_ratio,
         min_lr=lr * cfg.min_lr_ratio,
         warmup_prefix=True,  # official: the cosine starts where the warm-up ends

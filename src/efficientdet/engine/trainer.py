@@ -24,7 +24,15 @@ from efficientdet.data.records import DetectionDataset
 from efficientdet.engine import checkpoint as ckpt
 from efficientdet.engine.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from efficientdet.engine.logger import RunLogger, plot_curves
-from efficientdet.engine.optim import Ema, clip_gradients, create_optimizer, create_scheduler, effective_lr, freeze_parameters
+from efficientdet.engine.optim import (
+    Ema,
+    clip_gradients,
+    create_optimizer,
+    create_scheduler,
+    effective_lr,
+    freeze_parameters,
+    frozen_norms,
+)
 from efficientdet.errors import ConfigError, EfficientDetError
 
 log = logging.getLogger(__name__)
@@ -122,8 +130,10 @@ class Trainer:
 
         model = build_model(cfg, train_dataset)
         self.config = model.config
+        self.frozen_norms: list[nn.Module] = []
         if cfg.freeze:
             freeze_parameters(model, cfg.freeze)
+            self.frozen_norms = frozen_norms(model)
         if cfg.sync_bn and self.dist.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         if cfg.grad_checkpointing:
@@ -241,6 +251,8 @@ class Trainer:
         cfg = self.cfg
         model, net = self.model, self.net
         model.train()
+        for m in self.frozen_norms:
+            m.eval()
         loader = self.train_loader
         loader.set_epoch(self.epoch, start_batch=self.epoch_batches)
         sums = torch.zeros(3, dtype=torch.float64)

@@ -1,0 +1,451 @@
+"""Export a detector as one graph: uint8 images in, padded detections out (ONNX, torch.export, TorchScript).
+
+The exported graph holds the whole inference path after letterboxing: normalisation, the network, anchor
+decoding, clipping and NMS. A deployer only resizes and pads the image to the model input size.
+
+Graph signature (``D`` = ``max_detections``, ``B`` dynamic unless a fixed batch was asked for):
+
+==================  ===========================  ==================================================
+name                shape, type                  meaning
+==================  ===========================  ==================================================
+``images``          ``[B, 3, H, W]`` uint8       RGB, letterboxed: resized by ``scale = min(H / h,
+                                                 W / w)`` and placed top-left, padding bottom / right
+``boxes``           ``[B, D, 4]`` float32        xyxy in input pixels, clipped to the input
+``scores``          ``[B, D]`` float32           descending; 0 in padding rows
+``labels``          ``[B, D]`` int64             ``0 .. K-1``; -1 in padding rows
+``num_detections``  ``[B]`` int64                valid rows per image
+==================  ===========================  ==================================================
+
+Divide the boxes by ``scale`` to get original-image pixels. The ONNX file carries its label names and
+preprocessing in ``metadata_props`` (keys :data:`METADATA_KEYS`; lists and numbers as JSON); TorchScript
+and ``.pt2`` files carry the same as an extra file ``efficientdet.json``.
+
+NMS inside the graph:
+
+- ``hard`` (default for export): ONNX files use the ONNX ``NonMaxSuppression`` operator per image and per
+  class (exact float32 IoUs, fast); ``.pt2`` and TorchScript files use ``torchvision.ops.nms`` (the op
+  ``torchvision::nms``, so they need ``import torchvision`` before loading).
+- ``soft`` (Gaussian, the official evaluation setting): the fixed-shape greedy loop of
+  :func:`~efficientdet.ops.nms.greedy_nms`, unrolled once per output slot. It works in every format and
+  gives the same detections as PyTorch, but the graph is larger and NMS costs ``D`` passes over all
+  candidates (all anchors in ``global`` mode): expect it to take longer than the network on small models.
+
+Running an exported ONNX file with onnxruntime alone (no torch, no efficientdet)::
+
+    import json
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+
+    session = ort.InferenceSession("efficientdet.onnx")
+    meta = session.get_modelmeta().custom_metadata_map
+    height, width = json.loads(meta["image_size"])
+    names = json.loads(meta["label_names"])
+
+    image = Image.open("street.jpg").convert("RGB")
+    scale = min(height / image.height, width / image.width)
+    resized = image.resize((int(image.width * scale), int(image.height * scale)), Image.BILINEAR)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas[:] = np.round(255 * np.array(json.loads(meta["mean"])))  # the padding colour
+    canvas[: resized.height, : resized.width] = np.asarray(resized)
+
+    boxes, scores, labels, count = session.run(None, {"images": canvas.transpose(2, 0, 1)[None]})
+    for box, score, label in zip(boxes[0, : count[0]] / scale, scores[0], labels[0]):
+        box = box.clip(0, [image.width, image.height] * 2)
+        print(names[label], round(float(score), 3), box.round(1).tolist())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from efficientdet.config import DetectorConfig, PostprocessConfig
+from efficientdet.data.preprocess import Normalizer
+from efficientdet.errors import ConfigError
+from efficientdet.modeling.detector import EfficientDet
+from efficientdet.ops.boxes import clip_boxes
+from efficientdet.ops.nms import batched_nms
+from efficientdet.postprocess import NMS_METHODS, PAD_LABEL, _Source, postprocess_padded
+from efficientdet.structures import HeadOutputs
+
+FORMATS = ("onnx", "torchscript", "pt2")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript", "pt2": ".pt2"}
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
+DEFAULT_OPSET = 18
+"""ONNX opset of exported files (17 is the lowest accepted)."""
+MIN_OPSET = 17
+MAX_DYNAMIC_BATCH = 1024
+"""Upper bound of the dynamic batch dimension (torch.export needs one)."""
+METADATA_FILE = "efficientdet.json"
+"""Name of the extra file holding the metadata in TorchScript and ``.pt2`` archives."""
+METADATA_KEYS = ("format", "model", "label_names", "num_classes", "image_size", "mean", "std", "fill", "postprocess",
+                 "inputs", "outputs")
+
+
+class DetectionGraph(nn.Module):
+    """The exportable inference graph: ``images [B, 3, H, W]`` uint8 -> padded detections.
+
+    ``forward`` returns ``(boxes [B, D, 4] float32 xyxy input pixels, scores [B, D] float32, labels [B, D]
+    int64 with -1 padding, num_detections [B] int64)``. Boxes are clipped to the input size (the graph does
+    not know the original image size). ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
+    (set by :func:`export_model`; runs eagerly too, through torchvision).
+    """
+
+    def __init__(self, model: EfficientDet, image_size: tuple[int, int], postprocess: PostprocessConfig,
+                 onnx_nms: bool = False) -> None:
+        super().__init__()
+        if postprocess.nms not in NMS_METHODS:
+            raise ConfigError(f"nms={postprocess.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
+        self.model = model
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.postprocess = postprocess
+        self.onnx_nms = onnx_nms
+        self.normalize = Normalizer.from_config(model.config.preprocess)
+        device = next(model.parameters()).device
+        self.register_buffer("anchors", model.anchors(self.image_size, device).clone(), persistent=False)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        outputs = self.model(self.normalize(images))
+        outputs = HeadOutputs(outputs.cls_logits.float(), outputs.box_deltas.float())
+        if self.postprocess.nms == "soft":
+            return postprocess_padded(outputs, self.anchors, self.postprocess, input_size=self.image_size)
+        return self._hard_nms(outputs)
+
+    def _hard_nms(self, outputs: HeadOutputs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Hard NMS with fixed-shape outputs: every candidate of :func:`postprocess_padded`, one NMS call."""
+        cfg = self.postprocess
+        b, _, k = outputs.cls_logits.shape
+        clip_to = torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(b, 1, 2)
+        source = _Source(outputs, self.anchors, cfg, clip_to)
+        cand = source.take(source.size)  # best first
+        c, d = cand.score.shape[1], cfg.max_detections
+        class_aware = cfg.mode == "topk" and not cfg.class_agnostic and k > 1
+        threshold = cfg.score_threshold if cfg.score_threshold > 0 else -math.inf
+        groups = cand.label if class_aware else None
+        if self.onnx_nms:
+            kept = _onnx_nms_mask(cand.boxes, cand.score, groups, k if class_aware else 1, cfg.iou_threshold,
+                                  threshold, d)
+        else:
+            kept = _torchvision_nms_mask(cand.boxes, cand.score, groups, cfg.iou_threshold)
+        kept = kept & (cand.score > threshold)
+        # The first D kept candidates of each image (candidates are in NMS order, so these are the best).
+        position = torch.arange(c, device=kept.device).expand(b, c)
+        slots = torch.where(kept, position, c).topk(min(d, c), dim=1, largest=False).values
+        if d > c:
+            slots = torch.cat([slots, slots.new_full((b, d - c), c)], dim=1)
+        counts = kept.sum(dim=1).clamp(max=d)
+        valid = slots < c
+        slots = torch.where(valid, slots, 0)
+        boxes = cand.boxes.gather(1, slots[..., None].expand(b, d, 4))
+        if cfg.mode == "global":  # the official code clips after NMS
+            boxes = clip_boxes(boxes, clip_to)
+        boxes = boxes * valid[..., None]
+        scores = cand.score.gather(1, slots) * valid
+        labels = torch.where(valid, cand.label.gather(1, slots), PAD_LABEL)
+        return boxes, scores, labels, counts
+
+
+def _torchvision_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: float) -> Tensor:
+    """``kept [B, C]`` bool: hard NMS per image (and per group) of ``boxes [B, C, 4]``, ``scores [B, C]``.
+
+    Candidates below the score threshold take part too: one only suppresses lower-scored ones, which are
+    below the threshold as well, so filtering afterwards gives the same result.
+    """
+    b, c = scores.shape
+    image = torch.arange(b, device=scores.device)[:, None].expand(b, c)
+    flat_groups = image if groups is None else image * (groups.max() + 1) + groups
+    keep = batched_nms(boxes.reshape(-1, 4), scores.reshape(-1), flat_groups.reshape(-1), iou_threshold)
+    kept = torch.zeros(b * c, dtype=torch.bool, device=scores.device)
+    return kept.index_put((keep,), torch.ones_like(keep, dtype=torch.bool)).reshape(b, c)
+
+
+def _onnx_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, num_groups: int, iou_threshold: float,
+                   score_threshold: float, max_per_group: int) -> Tensor:
+    """``kept [B, C]`` bool via the ONNX ``NonMaxSuppression`` operator (per image, per group).
+
+    ONNX takes scores per group ``[B, G, C]``; a candidate scores 0 outside its own group, and a score
+    threshold of at least 0 keeps those entries out.
+    """
+    b, c = scores.shape
+    if groups is None:
+        per_group = scores[:, None, :]
+        threshold = score_threshold
+    else:
+        own = groups[:, None, :] == torch.arange(num_groups, device=groups.device)[None, :, None]
+        per_group = torch.where(own, scores[:, None, :], 0.0)
+        threshold = max(score_threshold, 0.0)
+    selected = _onnx_nms_op()(boxes, per_group, float(iou_threshold), float(threshold), int(max_per_group))
+    kept = torch.zeros(b, c, dtype=torch.bool, device=scores.device)
+    return kept.index_put((selected[:, 0], selected[:, 2]), torch.ones_like(selected[:, 0], dtype=torch.bool))
+
+
+_ONNX_NMS: Any = None
+
+
+def _onnx_nms_op() -> Any:
+    """The custom op ``efficientdet::onnx_nms`` (registered on first use), exported as ``NonMaxSuppression``.
+
+    ``(boxes [B, C, 4] xyxy, scores [B, G, C], iou_threshold, score_threshold, max_per_group) -> selected
+    [M, 3]`` int64 rows ``(image, group, candidate)``, with the ONNX operator's semantics: candidates need
+    a score ``> score_threshold``; a box is suppressed by an earlier selection of its image and group with
+    IoU ``> iou_threshold``; at most ``max_per_group`` per image and group.
+    """
+    global _ONNX_NMS
+    if _ONNX_NMS is not None:
+        return _ONNX_NMS
+
+    @torch.library.custom_op("efficientdet::onnx_nms", mutates_args=())
+    def onnx_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float,
+                 max_per_group: int) -> Tensor:
+        b, g, c = scores.shape
+        image = torch.arange(b, device=scores.device)[:, None, None].expand(b, g, c)
+        group = torch.arange(g, device=scores.device)[None, :, None].expand(b, g, c)
+        candidate = torch.arange(c, device=scores.device)[None, None, :].expand(b, g, c)
+        valid = scores > score_threshold
+        image, group, candidate, flat_scores = image[valid], group[valid], candidate[valid], scores[valid]
+        keep = batched_nms(boxes[image, candidate], flat_scores, image * g + group, iou_threshold)
+        rows = torch.stack([image[keep], group[keep], candidate[keep]], dim=1)
+        # keep is sorted by descending score: the rank within its (image, group) caps the count
+        key = rows[:, 0] * g + rows[:, 1]
+        order = torch.sort(key, stable=True).indices
+        rows, key = rows[order], key[order]
+        first = torch.searchsorted(key, key)
+        return rows[torch.arange(len(key), device=key.device) - first < max_per_group]
+
+    @onnx_nms.register_fake
+    def _(boxes: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float, max_per_group: int) -> Tensor:
+        m = torch.library.get_ctx().new_dynamic_size()
+        return boxes.new_empty((m, 3), dtype=torch.int64)
+
+    _ONNX_NMS = onnx_nms
+    return onnx_nms
+
+
+def _onnx_translation(opset: int) -> dict[Any, Any]:
+    """The dynamo exporter's translation of ``efficientdet::onnx_nms`` into ``NonMaxSuppression``."""
+    import onnxscript
+
+    op = onnxscript.values.Opset("", opset)
+
+    def onnx_nms(boxes: Any, scores: Any, iou_threshold: float, score_threshold: float, max_per_group: int) -> Any:
+        return op.NonMaxSuppression(
+            boxes,
+            scores,
+            op.Constant(value_ints=[max_per_group]),
+            op.Constant(value_floats=[iou_threshold]),
+            op.Constant(value_floats=[score_threshold]),
+        )
+
+    _onnx_nms_op()
+    return {torch.ops.efficientdet.onnx_nms.default: onnx_nms}
+
+
+def export_config(config: DetectorConfig, *, nms: str | None = None, max_detections: int | None = None,
+                  score_threshold: float | None = None, iou_threshold: float | None = None) -> PostprocessConfig:
+    """The post-processing baked into an export: the model's, with the given changes (``None`` keeps a value)."""
+    changes: dict[str, Any] = {}
+    if nms is not None:
+        changes["nms"] = nms
+    if max_detections is not None:
+        if max_detections < 1:
+            raise ConfigError(f"max_detections must be >= 1, got {max_detections}")
+        changes["max_detections"] = int(max_detections)
+    if score_threshold is not None:
+        if not 0.0 <= score_threshold < 1.0:
+            raise ConfigError(f"score_threshold must be in [0, 1), got {score_threshold}")
+        changes["score_threshold"] = float(score_threshold)
+    if iou_threshold is not None:
+        changes["iou_threshold"] = float(iou_threshold)
+    cfg = dataclasses.replace(config.postprocess, **changes)
+    if cfg.nms not in NMS_METHODS:
+        raise ConfigError(f"nms={cfg.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
+    return cfg
+
+
+def export_metadata(config: DetectorConfig, image_size: tuple[int, int], postprocess: PostprocessConfig,
+                    format: str) -> dict[str, str]:
+    """What a deployer needs to know about an exported graph, as strings (JSON for lists and numbers)."""
+    names = list(config.label_names) if config.label_names is not None else [str(i) for i in range(config.num_classes)]
+    pre = config.preprocess
+    return {
+        "format": f"efficientdet-{format}",
+        "model": config.name,
+        "label_names": json.dumps(names),
+        "num_classes": json.dumps(config.num_classes),
+        "image_size": json.dumps(list(image_size)),
+        "mean": json.dumps(list(pre.mean)),
+        "std": json.dumps(list(pre.std)),
+        "fill": json.dumps(pre.fill),
+        "postprocess": json.dumps(dataclasses.asdict(postprocess)),
+        "inputs": json.dumps({INPUT_NAME: "uint8 [B, 3, H, W] RGB, letterboxed (top-left, pad bottom/right)"}),
+        "outputs": json.dumps({
+            "boxes": "float32 [B, D, 4] xyxy input pixels (divide by the letterbox scale)",
+            "scores": "float32 [B, D] descending, 0 in padding",
+            "labels": "int64 [B, D] class index, -1 in padding",
+            "num_detections": "int64 [B] valid rows",
+        }),
+    }
+
+
+def _parse_batch(batch: int | str) -> int | None:
+    """``None`` for a dynamic batch, else the fixed batch size."""
+    if isinstance(batch, str):
+        if batch == "dynamic":
+            return None
+        if not batch.isdigit():
+            raise ConfigError(f"batch={batch!r}: use 'dynamic' or a positive number")
+        batch = int(batch)
+    if batch < 1:
+        raise ConfigError(f"batch must be 'dynamic' or >= 1, got {batch}")
+    return batch
+
+
+def export_model(
+    model: EfficientDet,
+    path: str | os.PathLike[str],
+    format: str = "onnx",
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    batch: int | str = "dynamic",
+    nms: str | None = None,
+    max_detections: int | None = None,
+    score_threshold: float | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export ``model`` with normalisation, decoding and NMS inside (see the module docstring for the graph).
+
+    Args:
+        model: the detector (exported in float32 on its device; set to eval mode).
+        path: output file; its folder is created.
+        format: ``onnx`` (dynamo exporter, needs ``onnx`` and ``onnxscript``), ``pt2`` (``torch.export``)
+            or ``torchscript`` (``torch.jit.trace``).
+        image_size: input ``(H, W)`` (or one int); default the model's preprocessing size.
+        batch: ``"dynamic"`` or a fixed batch size. TorchScript traces a fixed batch (the given one, else 1).
+        nms / max_detections / score_threshold: override the model's post-processing (``hard`` / ``soft``).
+        opset: ONNX opset (>= 17).
+
+    Returns the path written.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"export format {format!r} is unknown; use one of {', '.join(FORMATS)}")
+    if format == "onnx" and opset < MIN_OPSET:
+        raise ConfigError(f"opset {opset} is too old; use {MIN_OPSET} or newer")
+    size = model.config.image_size if image_size is None else image_size
+    size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if min(size) < 1:
+        raise ConfigError(f"image_size must be positive, got {size}")
+    fixed_batch = _parse_batch(batch)
+    cfg = export_config(model.config, nms=nms, max_detections=max_detections, score_threshold=score_threshold)
+    model = model.float().eval()
+    graph = DetectionGraph(model, size, cfg, onnx_nms=format == "onnx").eval()
+    device = next(model.parameters()).device
+    example = torch.zeros(fixed_batch or 2, 3, *size, dtype=torch.uint8, device=device)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = export_metadata(model.config, size, cfg, format)
+    with torch.no_grad():
+        if format == "onnx":
+            _export_onnx(graph, example, path, fixed_batch is None, opset, meta)
+        elif format == "pt2":
+            _export_pt2(graph, example, path, fixed_batch is None, meta)
+        else:
+            _export_torchscript(graph, example[:1] if fixed_batch is None else example, path, meta)
+    return path
+
+
+def _dynamic_batch() -> Any:
+    return torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)
+
+
+def _export_onnx(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bool, opset: int,
+                 meta: dict[str, str]) -> None:
+    try:
+        import onnx
+    except ImportError as err:
+        raise ConfigError("ONNX export needs onnx and onnxscript: pip install onnx onnxscript "
+                          "(or pip install 'efficientdet[export]')") from err
+    program = torch.onnx.export(
+        graph,
+        (example,),
+        None,
+        dynamo=True,
+        opset_version=opset,
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None,
+        custom_translation_table=_onnx_translation(opset),
+        verbose=False,
+    )
+    proto = program.model_proto
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save_model(proto, tmp)
+    os.replace(tmp, path)
+
+
+def _export_pt2(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bool, meta: dict[str, str]) -> None:
+    program = torch.export.export(
+        graph, (example,), dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None
+    )
+    torch.export.save(program, path, extra_files={METADATA_FILE: json.dumps(meta)})
+
+
+def _export_torchscript(graph: DetectionGraph, example: Tensor, path: Path, meta: dict[str, str]) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python values: shapes are fixed by design
+        traced = torch.jit.trace(graph, (example,), check_trace=False)
+    torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of an exported file (any format), with JSON values decoded."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        raw = {p.key: p.value for p in proto.metadata_props}
+    elif path.suffix == ".pt2":
+        files = {METADATA_FILE: ""}
+        torch.export.load(path, extra_files=files)
+        raw = json.loads(files[METADATA_FILE])
+    else:
+        files = {METADATA_FILE: ""}
+        torch.jit.load(str(path), _extra_files=files, map_location="cpu")
+        raw = json.loads(files[METADATA_FILE])
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except (TypeError, ValueError):
+            out[key] = value
+    return out
+
+
+__all__ = [
+    "FORMATS",
+    "SUFFIXES",
+    "INPUT_NAME",
+    "OUTPUT_NAMES",
+    "DEFAULT_OPSET",
+    "METADATA_FILE",
+    "METADATA_KEYS",
+    "DetectionGraph",
+    "export_config",
+    "export_metadata",
+    "export_model",
+    "read_metadata",
+]
