@@ -318,6 +318,17 @@ class TrainConfig:
     max_nonfinite_steps: int = 10
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # accept a mapping or pairs for model_overrides, and lists for the tuple fields
+        overrides = self.model_overrides
+        if isinstance(overrides, dict):
+            overrides = overrides.items()
+        object.__setattr__(self, "model_overrides", tuple((str(k), _tupled(v)) for k, v in overrides))
+        for name in ("freeze", "image_size", "lr_noise"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
     def to_dict(self) -> dict[str, Any]:
         data = _plain(dataclasses.asdict(self))
         data["model_overrides"] = {k: _plain(v) for k, v in self.model_overrides}
