@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: demo test test-slow test-all setup setup-test bench lint clean
 
@@ -26,7 +27,7 @@ setup: $(VENV)/.demo-installed
 setup-test: $(VENV)/.test-installed
 
 demo: setup
-	$(BIN)/efficientdet demo
+	$(BIN)/efficientdet demo $(DEMO_ARGS)
 
 test: setup-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

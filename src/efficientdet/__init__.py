@@ -26,7 +26,6 @@ _EXPORTS = {
     "ImageBatch": "efficientdet.structures",
     "Targets": "efficientdet.structures",
     "Predictor": "efficientdet.predict",
-    "predict": "efficientdet.predict",
     "draw_detections": "efficientdet.visualize",
 }
 

@@ -29,6 +29,8 @@ NMS inside the graph:
   :func:`~efficientdet.ops.nms.greedy_nms`, unrolled once per output slot. It works in every format and
   gives the same detections as PyTorch, but the graph is larger and NMS costs ``D`` passes over all
   candidates (all anchors in ``global`` mode): expect it to take longer than the network on small models.
+  ONNX files with soft-NMS are written by the TorchScript-based exporter (seconds; the dynamo exporter
+  needs minutes for the unrolled loop), see :data:`ONNX_EXPORTERS`.
 
 Running an exported ONNX file with onnxruntime alone (no torch, no efficientdet)::
 
@@ -45,8 +47,9 @@ Running an exported ONNX file with onnxruntime alone (no torch, no efficientdet)
     image = Image.open("street.jpg").convert("RGB")
     scale = min(height / image.height, width / image.width)
     resized = image.resize((int(image.width * scale), int(image.height * scale)), Image.BILINEAR)
+    fill = json.loads(meta["fill"])  # the padding colour: "mean" or a 0..255 value
     canvas = np.zeros((height, width, 3), np.uint8)
-    canvas[:] = np.round(255 * np.array(json.loads(meta["mean"])))  # the padding colour
+    canvas[:] = np.round(255 * np.array(json.loads(meta["mean"]))) if fill == "mean" else fill
     canvas[: resized.height, : resized.width] = np.asarray(resized)
 
     boxes, scores, labels, count = session.run(None, {"images": canvas.transpose(2, 0, 1)[None]})
@@ -57,10 +60,13 @@ Running an exported ONNX file with onnxruntime alone (no torch, no efficientdet)
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +89,16 @@ OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 DEFAULT_OPSET = 18
 """ONNX opset of exported files (17 is the lowest accepted)."""
 MIN_OPSET = 17
+ONNX_EXPORTERS = ("auto", "dynamo", "torchscript")
+"""Which ``torch.onnx.export`` writes ONNX files: ``dynamo`` (built on torch.export, PyTorch's current
+exporter) or ``torchscript`` (the older tracer, deprecated by PyTorch; it converts the unrolled soft-NMS loop
+in seconds where the dynamo exporter takes minutes). ``auto``: dynamo for hard NMS, torchscript for soft."""
 MAX_DYNAMIC_BATCH = 1024
 """Upper bound of the dynamic batch dimension (torch.export needs one)."""
 METADATA_FILE = "efficientdet.json"
 """Name of the extra file holding the metadata in TorchScript and ``.pt2`` archives."""
-METADATA_KEYS = ("format", "model", "label_names", "num_classes", "image_size", "mean", "std", "fill", "postprocess",
-                 "inputs", "outputs")
+METADATA_KEYS = ("format", "model", "label_names", "category_ids", "num_classes", "image_size", "mean", "std", "fill",
+                 "postprocess", "inputs", "outputs")
 
 
 class DetectionGraph(nn.Module):
@@ -99,6 +109,8 @@ class DetectionGraph(nn.Module):
     not know the original image size). ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
     (set by :func:`export_model`; runs eagerly too, through torchvision).
     """
+
+    anchors: Tensor
 
     def __init__(self, model: EfficientDet, image_size: tuple[int, int], postprocess: PostprocessConfig,
                  onnx_nms: bool = False) -> None:
@@ -173,7 +185,8 @@ def _onnx_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, num_gro
     """``kept [B, C]`` bool via the ONNX ``NonMaxSuppression`` operator (per image, per group).
 
     ONNX takes scores per group ``[B, G, C]``; a candidate scores 0 outside its own group, and a score
-    threshold of at least 0 keeps those entries out.
+    threshold of at least 0 keeps those entries out (with classes, a candidate whose sigmoid underflowed to
+    exactly 0 is never selected; PyTorch may return it when fewer than ``D`` others exist).
     """
     b, c = scores.shape
     if groups is None:
@@ -245,8 +258,13 @@ def _onnx_translation(opset: int) -> dict[Any, Any]:
             op.Constant(value_floats=[score_threshold]),
         )
 
+    def stable_sort(x: Any, stable: bool | None = None, dim: int = -1, descending: bool = False) -> Any:
+        # ONNX TopK with sorted output puts equal values in index order: a stable sort when k is the whole axis.
+        k = op.Shape(x, start=dim, end=dim + 1 if dim != -1 else None)
+        return op.TopK(x, k, axis=dim, largest=1 if descending else 0, sorted=1)
+
     _onnx_nms_op()
-    return {torch.ops.efficientdet.onnx_nms.default: onnx_nms}
+    return {torch.ops.efficientdet.onnx_nms.default: onnx_nms, torch.ops.aten.sort.stable: stable_sort}
 
 
 def export_config(config: DetectorConfig, *, nms: str | None = None, max_detections: int | None = None,
@@ -280,6 +298,7 @@ def export_metadata(config: DetectorConfig, image_size: tuple[int, int], postpro
         "format": f"efficientdet-{format}",
         "model": config.name,
         "label_names": json.dumps(names),
+        "category_ids": json.dumps(list(config.category_ids) if config.category_ids is not None else None),
         "num_classes": json.dumps(config.num_classes),
         "image_size": json.dumps(list(image_size)),
         "mean": json.dumps(list(pre.mean)),
@@ -320,23 +339,27 @@ def export_model(
     max_detections: int | None = None,
     score_threshold: float | None = None,
     opset: int = DEFAULT_OPSET,
+    exporter: str = "auto",
 ) -> Path:
     """Export ``model`` with normalisation, decoding and NMS inside (see the module docstring for the graph).
 
     Args:
-        model: the detector (exported in float32 on its device; set to eval mode).
+        model: the detector (a float32 copy is exported, on the model's device; the model is not changed).
         path: output file; its folder is created.
-        format: ``onnx`` (dynamo exporter, needs ``onnx`` and ``onnxscript``), ``pt2`` (``torch.export``)
-            or ``torchscript`` (``torch.jit.trace``).
+        format: ``onnx`` (needs ``onnx``; ``onnxscript`` for the dynamo exporter), ``pt2``
+            (``torch.export``) or ``torchscript`` (``torch.jit.trace``).
         image_size: input ``(H, W)`` (or one int); default the model's preprocessing size.
         batch: ``"dynamic"`` or a fixed batch size. TorchScript traces a fixed batch (the given one, else 1).
         nms / max_detections / score_threshold: override the model's post-processing (``hard`` / ``soft``).
         opset: ONNX opset (>= 17).
+        exporter: ONNX exporter, see :data:`ONNX_EXPORTERS`.
 
     Returns the path written.
     """
     if format not in FORMATS:
         raise ConfigError(f"export format {format!r} is unknown; use one of {', '.join(FORMATS)}")
+    if exporter not in ONNX_EXPORTERS:
+        raise ConfigError(f"exporter {exporter!r} is unknown; use one of {', '.join(ONNX_EXPORTERS)}")
     if format == "onnx" and opset < MIN_OPSET:
         raise ConfigError(f"opset {opset} is too old; use {MIN_OPSET} or newer")
     size = model.config.image_size if image_size is None else image_size
@@ -345,7 +368,10 @@ def export_model(
         raise ConfigError(f"image_size must be positive, got {size}")
     fixed_batch = _parse_batch(batch)
     cfg = export_config(model.config, nms=nms, max_detections=max_detections, score_threshold=score_threshold)
-    model = model.float().eval()
+    if exporter == "auto":
+        exporter = "torchscript" if cfg.nms == "soft" else "dynamo"
+    # A float32 copy without gradients: the user's model stays as it is, the graph records no autograd.
+    model = copy.deepcopy(model).float().eval().requires_grad_(False)
     graph = DetectionGraph(model, size, cfg, onnx_nms=format == "onnx").eval()
     device = next(model.parameters()).device
     example = torch.zeros(fixed_batch or 2, 3, *size, dtype=torch.uint8, device=device)
@@ -354,7 +380,7 @@ def export_model(
     meta = export_metadata(model.config, size, cfg, format)
     with torch.no_grad():
         if format == "onnx":
-            _export_onnx(graph, example, path, fixed_batch is None, opset, meta)
+            _export_onnx(graph, example, path, fixed_batch is None, opset, meta, exporter)
         elif format == "pt2":
             _export_pt2(graph, example, path, fixed_batch is None, meta)
         else:
@@ -367,31 +393,87 @@ def _dynamic_batch() -> Any:
 
 
 def _export_onnx(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bool, opset: int,
-                 meta: dict[str, str]) -> None:
+                 meta: dict[str, str], exporter: str) -> None:
     try:
         import onnx
     except ImportError as err:
         raise ConfigError("ONNX export needs onnx and onnxscript: pip install onnx onnxscript "
                           "(or pip install 'efficientdet[export]')") from err
-    program = torch.onnx.export(
-        graph,
-        (example,),
-        None,
-        dynamo=True,
-        opset_version=opset,
-        input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES),
-        dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None,
-        custom_translation_table=_onnx_translation(opset),
-        verbose=False,
-    )
-    proto = program.model_proto
+    tmp = path.with_name(path.name + ".tmp")
+    if exporter == "dynamo":
+        program = torch.onnx.export(
+            graph,
+            (example,),
+            None,
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None,
+            custom_translation_table=_onnx_translation(opset),
+            verbose=False,
+        )
+        if program is None:  # only without a file name and dynamo=False
+            raise RuntimeError("torch.onnx.export returned no ONNX program")
+        proto = program.model_proto
+    else:
+        import warnings
+
+        with _torchscript_symbolics(opset), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its deprecation notice, and tracer notes on fixed shapes
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic else None,
+            )
+        proto = onnx.load(str(tmp))
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save_model(proto, tmp)
+    onnx.save_model(proto, str(tmp))
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _torchscript_symbolics(opset: int) -> Iterator[None]:
+    """Teach the TorchScript-based ONNX exporter our two ops, for the duration of one export.
+
+    ``efficientdet::onnx_nms`` becomes ``NonMaxSuppression``; ``aten::sort`` with ``stable=True`` (which that
+    exporter rejects) becomes ``TopK`` over the whole axis, which keeps equal values in index order.
+    """
+    from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
+    from torch.onnx.symbolic_helper import parse_args
+
+    @parse_args("v", "v", "f", "f", "i")
+    def onnx_nms(g: Any, boxes: Any, scores: Any, iou_threshold: float, score_threshold: float,
+                 max_per_group: int) -> Any:
+        return g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            g.op("Constant", value_t=torch.tensor([max_per_group], dtype=torch.int64)),
+            g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
+        )
+
+    @parse_args("v", "none", "i", "b")
+    def stable_sort(g: Any, x: Any, stable: Any, dim: int, descending: bool) -> Any:
+        k = g.op("Gather", g.op("Shape", x), g.op("Constant", value_t=torch.tensor([dim], dtype=torch.int64)))
+        return g.op("TopK", x, k, axis_i=dim, largest_i=int(descending), sorted_i=1, outputs=2)
+
+    _onnx_nms_op()
+    register_custom_op_symbolic("efficientdet::onnx_nms", onnx_nms, opset)
+    register_custom_op_symbolic("aten::sort", stable_sort, opset)
+    try:
+        yield
+    finally:
+        unregister_custom_op_symbolic("efficientdet::onnx_nms", opset)
+        unregister_custom_op_symbolic("aten::sort", opset)
 
 
 def _export_pt2(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bool, meta: dict[str, str]) -> None:
@@ -405,9 +487,10 @@ def _export_torchscript(graph: DetectionGraph, example: Tensor, path: Path, meta
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python values: shapes are fixed by design
+        # tracer notes about Python values (shapes are fixed by design) and TorchScript's deprecation notice
+        warnings.simplefilter("ignore")
         traced = torch.jit.trace(graph, (example,), check_trace=False)
-    torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
+        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -423,8 +506,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         torch.export.load(path, extra_files=files)
         raw = json.loads(files[METADATA_FILE])
     else:
+        import warnings
+
         files = {METADATA_FILE: ""}
-        torch.jit.load(str(path), _extra_files=files, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
+            torch.jit.load(str(path), _extra_files=files, map_location="cpu")
         raw = json.loads(files[METADATA_FILE])
     out: dict[str, Any] = {}
     for key, value in raw.items():

@@ -16,7 +16,7 @@ import sys
 # under contention); set before torch is imported, and only when the user has not chosen.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-COMMANDS = ("models", "data", "train", "validate", "predict", "export", "convert", "benchmark", "checkpoint")
+COMMANDS = ("demo", "models", "data", "train", "validate", "predict", "export", "convert", "benchmark", "checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,7 +40,7 @@ def evaluate(model: nn.Module, loader: Any, evaluator: Any, *, device: torch.dev
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(loader), desc="validate", unit="batch", leave=False, dynamic_ncols=True)
+        bar = tqdm(total=len(loader), desc="validate", unit="batch", leave=False, dynamic_ncols=True, disable=None)
     dtype = _AMP.get(amp)
     ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     for batch in loader:

@@ -327,7 +327,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=initial, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch",
-                    dynamic_ncols=True, leave=False)
+                    dynamic_ncols=True, leave=False, disable=None, mininterval=1.0)
 
     # --- validation ------------------------------------------------------------------------------------
 

@@ -238,7 +238,7 @@ def convert_tf_checkpoint(path: str | Path, model_name: str | None = None, *, us
         if bias is not None:
             num_classes = int(np.asarray(bias).shape[0]) // config.anchors.num_anchors
     if num_classes is not None and num_classes != config.num_classes:
-        config = replace(config, num_classes=num_classes, label_names=None)
+        config = replace(config, num_classes=num_classes, label_names=None, category_ids=None)
     model = EfficientDet(config)
     return config, convert_tf_variables(variables, model, use_ema=use_ema)
 

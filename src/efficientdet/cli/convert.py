@@ -1,0 +1,77 @@
+"""``efficientdet convert``: official TF or effdet checkpoints -> this library's weights (``.safetensors``).
+
+The output carries the model config (anchors, preprocessing and post-processing of the source), so
+``efficientdet predict --checkpoint OUT`` and ``Predictor(checkpoint=OUT)`` need nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert official TensorFlow or effdet checkpoints into .safetensors weights")
+    kinds = p.add_subparsers(dest="convert_from", metavar="SOURCE")
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+    tf = kinds.add_parser("tf", help="an official google/automl checkpoint (folder, prefix or .tar.gz / .tgz)")
+    tf.add_argument("checkpoint", help="e.g. efficientdet-d0/ or efficientdet-d0.tar.gz")
+    tf.add_argument("--model", help="official (efficientdet-d0) or registry (tf_efficientdet_d0) name; default: "
+                                    "guessed from the file")
+    tf.add_argument("--out", required=True, help="output file (.safetensors recommended)")
+    tf.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA weights")
+    tf.set_defaults(func=run_tf)
+
+    eff = kinds.add_parser("effdet", help="an effdet (rwightman/efficientdet-pytorch) checkpoint or state dict")
+    eff.add_argument("checkpoint", help="e.g. tf_efficientdet_d0_34-f153e0cf.pth or a training checkpoint")
+    eff.add_argument("--model", required=True, help="its effdet model name, e.g. tf_efficientdet_d0")
+    eff.add_argument("--out", required=True, help="output file (.safetensors recommended)")
+    eff.add_argument("--no-ema", action="store_true", help="the raw weights when the file also has EMA weights")
+    eff.set_defaults(func=run_effdet)
+
+
+def _usage(out: object, name: str) -> None:
+    print(f"use it: efficientdet predict IMAGES --checkpoint {out}")
+    print(f"    or: Predictor(checkpoint='{out}') / efficientdet.predict.load_model(checkpoint='{out}') in Python "
+          f"(the file carries the config of {name})")
+
+
+def run_tf(args: argparse.Namespace) -> int:
+    from efficientdet.weights.checkpoint import save_inference_weights
+    from efficientdet.weights.tf_convert import EMA_SUFFIX, convert_tf_checkpoint
+    from efficientdet.weights.tf_reader import list_tf_checkpoint
+
+    entries = list_tf_checkpoint(args.checkpoint)
+    has_ema = any(k.endswith(EMA_SUFFIX) for k in entries)
+    use_ema = has_ema and not args.no_ema
+    config, state = convert_tf_checkpoint(args.checkpoint, args.model, use_ema=use_ema)
+    path = save_inference_weights(state, config, args.out, ema=use_ema)
+    print(f"read {len(entries)} TF checkpoint entries from {args.checkpoint} "
+          f"({'EMA' if use_ema else 'raw'} weights{'' if has_ema else '; the file has no EMA weights'})")
+    print(f"model {config.name}: {config.num_classes} classes, input {config.image_size[0]}x{config.image_size[1]}, "
+          f"post-processing {config.postprocess.mode}/{config.postprocess.nms} NMS (official)")
+    print(f"wrote {len(state)} tensors -> {path}")
+    _usage(path, config.name)
+    return 0
+
+
+def run_effdet(args: argparse.Namespace) -> int:
+    from efficientdet.factory import create_model, load_weights
+    from efficientdet.weights.checkpoint import ModelCheckpoint, save_inference_weights
+    from efficientdet.weights.io import has_ema_weights, load_checkpoint_data, state_dict_from
+
+    data = load_checkpoint_data(args.checkpoint)
+    has_ema = has_ema_weights(data)
+    use_ema = has_ema and not args.no_ema
+    state = state_dict_from(data, use_ema=use_ema, path=args.checkpoint)
+    num_classes = ModelCheckpoint(args.checkpoint, state).num_classes
+    model = create_model(args.model, num_classes=num_classes)
+    load_weights(model, state, source=f"weights in {args.checkpoint}")
+    path = save_inference_weights(model.state_dict(), model.config, args.out, ema=use_ema)
+    print(f"read {len(state)} tensors from {args.checkpoint} ({'EMA' if use_ema else 'raw'} weights"
+          f"{'' if has_ema else '; the file has no EMA weights'})")
+    print(f"model {model.config.name}: {model.config.num_classes} classes, input "
+          f"{model.config.image_size[0]}x{model.config.image_size[1]}")
+    print(f"wrote {len(model.state_dict())} tensors -> {path}")
+    _usage(path, model.config.name)
+    return 0

@@ -1,0 +1,19 @@
+"""``efficientdet demo``: the whole product on the built-in sample dataset (see efficientdet.demo)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="sample data -> fine-tune Lite0 -> evaluate -> predict -> ONNX, in minutes on a CPU")
+    p.add_argument("--out", default="demo_output", help="output folder (reused on a second run)")
+    p.add_argument("--budget", default="full", choices=["full", "quick"], help="quick: a smaller run for tests")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from efficientdet.demo import run_demo
+
+    run_demo(args.out, args.budget)
+    return 0

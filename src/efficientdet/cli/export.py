@@ -1,0 +1,70 @@
+"""``efficientdet export``: one graph from uint8 images to padded detections (ONNX, torch.export, TorchScript)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model with normalisation, decoding and NMS inside",
+                       description="Export a detector as one graph: uint8 images [B, 3, H, W] (letterboxed) in; "
+                                   "boxes [B, D, 4] (xyxy input pixels), scores [B, D], labels [B, D] (-1 padding) "
+                                   "and num_detections [B] out.")
+    p.add_argument("--model", help="registered model name (published weights are downloaded once)")
+    p.add_argument("--checkpoint", help="weights file (.safetensors / .pth)")
+    p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx", help="default onnx")
+    p.add_argument("--out", help="output file (default: <model>.<onnx|torchscript|pt2>)")
+    p.add_argument("--image-size", type=int, nargs="+", metavar="PX", help="input H W (or one size); default the "
+                                                                           "model's")
+    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size; TorchScript is "
+                                                      "traced at a fixed batch (default 1)")
+    p.add_argument("--nms", choices=("hard", "soft"), default="hard",
+                   help="hard (default; ONNX NonMaxSuppression) or soft (Gaussian, unrolled loop: larger and slower)")
+    p.add_argument("--max-detections", type=int, help="padded output rows D per image (default: the model's, 100)")
+    p.add_argument("--score-threshold", type=float, help="drop candidates at or below this score (default: the "
+                                                         "model's)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, at least 17)")
+    p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
+                   help="ONNX exporter (default auto: dynamo for hard NMS, the TorchScript-based one for soft NMS, "
+                        "which it converts in seconds instead of minutes)")
+    p.add_argument("--device", default="cpu", help="where to trace (cpu default; cuda for GPU TorchScript / pt2)")
+    p.add_argument("--no-pretrained", action="store_true", help="random weights (to try the export offline)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from efficientdet.errors import ConfigError
+    from efficientdet.export import SUFFIXES, export_model, read_metadata
+    from efficientdet.predict import load_model, resolve_device
+
+    if args.model is None and args.checkpoint is None:
+        raise ConfigError("give --model NAME or --checkpoint FILE (see `efficientdet models` for names)")
+    size = None
+    if args.image_size is not None:
+        if len(args.image_size) not in (1, 2):
+            raise ConfigError(f"--image-size takes one size or H W, got {args.image_size}")
+        size = (args.image_size[0], args.image_size[-1])
+    model = load_model(args.model, args.checkpoint, pretrained=not args.no_pretrained)
+    model.to(resolve_device(args.device))
+    out = args.out or f"{model.config.name}{SUFFIXES[args.format]}"
+    path = export_model(model, out, args.format, image_size=size, batch=args.batch, nms=args.nms,
+                        max_detections=args.max_detections, score_threshold=args.score_threshold, opset=args.opset,
+                        exporter=args.exporter)
+    meta = read_metadata(path)
+    h, w = meta["image_size"]
+    pp = meta["postprocess"]
+    batch = "B" if args.batch == "dynamic" and args.format != "torchscript" else (args.batch if args.batch != "dynamic" else 1)
+    print(f"wrote {path} ({args.format}, {path.stat().st_size / 2**20:.1f} MiB): {model.config.name}, "
+          f"{meta['num_classes']} classes")
+    print(f"  input  images uint8 [{batch}, 3, {h}, {w}] RGB, letterboxed (scale = min({h}/height, {w}/width), "
+          f"top-left, padded)")
+    print(f"  output boxes [{batch}, {pp['max_detections']}, 4] xyxy input pixels, scores, labels (-1 = padding), "
+          f"num_detections; {pp['nms']} NMS ({pp['mode']} mode)")
+    if args.format == "onnx":
+        print(f"  run it: efficientdet predict IMAGES --checkpoint {path}   (or onnxruntime alone: see "
+              "efficientdet.export's docstring)")
+    elif args.format == "pt2":
+        print(f"  load it: import torchvision; torch.export.load('{path}').module()(images)")
+    else:
+        print(f"  load it: import torchvision; torch.jit.load('{path}')(images)")
+    return 0

@@ -1,0 +1,227 @@
+"""``efficientdet predict``: detect objects in images, folders, globs and videos.
+
+Writes into ``--out``: annotated copies (images in their own format, videos at their own frame rate),
+``predictions.json`` (COCO results: ``image_id``, ``category_id`` (the model's dataset id of the class, else
+the label index), ``bbox`` as ``[x, y, w, h]``, ``score``)
+and ``predictions.jsonl`` (one line per image or video frame, with class names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+SCORE_THRESHOLD = 0.25
+"""Default ``--score-threshold`` (pass 0.001 for COCO evaluation)."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="detect objects in images, folders, globs and videos",
+                       description="Detect objects and write annotated copies plus COCO json / JSON lines results.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="image or video files, folders (their images and videos) or globs ('data/**/*.jpg')")
+    p.add_argument("--model", help="registered model name (published weights are downloaded once)")
+    p.add_argument("--checkpoint", help="weights file (.safetensors / .pth; from convert, training or effdet) or an "
+                                        "exported .onnx file (run with onnxruntime)")
+    p.add_argument("--out", default="runs/predict", help="output folder (default runs/predict)")
+    p.add_argument("--score-threshold", type=float, default=SCORE_THRESHOLD,
+                   help=f"keep detections above this score (default {SCORE_THRESHOLD}; 0.001 for COCO evaluation)")
+    p.add_argument("--classes", nargs="+", metavar="CLASS", help="only these classes (names or indices)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    p.add_argument("--max-detections", type=int, help="per image (default: the model's, 100)")
+    p.add_argument("--nms", choices=("hard", "soft"), help="NMS method (default: the model's)")
+    p.add_argument("--tile", type=int, metavar="PX", help="sliced inference on PX x PX tiles (small objects in large "
+                                                          "images)")
+    p.add_argument("--tile-overlap", type=float, default=0.2, help="overlap of neighbouring tiles (default 0.2)")
+    p.add_argument("--no-tile-full", action="store_true", help="with --tile: skip the whole-image pass")
+    p.add_argument("--no-images", action="store_true", help="write only the JSON files, no annotated copies")
+    p.add_argument("--no-pretrained", action="store_true", help="random weights (to try the pipeline offline)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _expand(sources: list[str]) -> list[Path]:
+    """Files named by the sources, in order: files as given, folders' images and videos (sorted), glob matches."""
+    from efficientdet.data.images import IMAGE_EXTENSIONS
+    from efficientdet.errors import DataError
+    from efficientdet.video import VIDEO_EXTENSIONS
+
+    wanted = tuple(IMAGE_EXTENSIONS) + VIDEO_EXTENSIONS
+    files: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in wanted)
+        elif glob.has_magic(source):
+            files += sorted(Path(p) for p in glob.glob(source, recursive=True)
+                            if Path(p).is_file() and Path(p).suffix.lower() in wanted)
+        else:
+            raise DataError(f"source {source!r} does not exist; give image or video files, folders or globs")
+    if not files:
+        raise DataError(f"no images or videos found in {' '.join(sources)} (looked for {', '.join(wanted)})")
+    return files
+
+
+def _category_ids(predictor: Any) -> list[int] | None:
+    """Dataset ids of the labels: the model's own, else COCO's for the 90 COCO classes, else ``None`` (id = label)."""
+    from efficientdet.registry import COCO90_CATEGORY_IDS, COCO90_LABEL_NAMES
+
+    if predictor.category_ids is not None:
+        return list(predictor.category_ids)
+    if predictor.label_names is not None and tuple(predictor.label_names) == COCO90_LABEL_NAMES:
+        return list(COCO90_CATEGORY_IDS)
+    return None
+
+
+class _Results:
+    """Writes one JSON line per image / frame as it comes and collects the COCO rows."""
+
+    def __init__(self, out: Path, category_ids: list[int] | None) -> None:
+        self.out, self.category_ids = out, category_ids
+        self.lines = open(out / "predictions.jsonl", "w", encoding="utf-8")  # closed by close()
+        self.coco: list[dict[str, Any]] = []
+        self.counts = {"images": 0, "frames": 0, "detections": 0, "skipped": 0}
+        self.index = 0  # running number of images and frames: the image id unless a file name is a number
+        self.used_names: set[str] = set()
+
+    def add(self, det: Any, source: Path, size: tuple[int, int], frame: int | None = None) -> None:
+        image_id = int(source.stem) if frame is None and source.stem.isdigit() else self.index
+        self.index += 1
+        self.coco += det.to_coco(image_id, self.category_ids)
+        row: dict[str, Any] = {"source": str(source)}
+        if frame is not None:
+            row["frame"] = frame
+        row.update({"image_id": image_id, "height": size[0], "width": size[1], "detections": [
+            {"box": [round(v, 2) for v in box], "score": round(score, 5), "label": label, "name": name}
+            for box, score, label, name in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(),
+                                               det.names, strict=True)
+        ]})
+        self.lines.write(json.dumps(row) + "\n")
+        self.counts["images" if frame is None else "frames"] += 1
+        self.counts["detections"] += len(det)
+
+    def output_path(self, source: Path) -> Path:
+        """``out / source.name``, made unique (``name_1.jpg``) when two sources share a name."""
+        name, n = source.name, 1
+        while name in self.used_names:
+            name = f"{source.stem}_{n}{source.suffix}"
+            n += 1
+        self.used_names.add(name)
+        return self.out / name
+
+    def close(self) -> None:
+        self.lines.close()
+        with open(self.out / "predictions.json", "w", encoding="utf-8") as f:
+            json.dump(self.coco, f)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from efficientdet.errors import ConfigError
+    from efficientdet.predict import Predictor
+    from efficientdet.video import VideoReader, is_video
+
+    if args.model is None and args.checkpoint is None:
+        raise ConfigError("give --model NAME or --checkpoint FILE (see `efficientdet models` for names)")
+    if args.tile is not None and args.tile < 1:
+        raise ConfigError(f"--tile must be a positive number of pixels, got {args.tile}")
+    files = _expand(args.sources)
+    settings = dict(score_threshold=args.score_threshold, classes=args.classes, max_detections=args.max_detections,
+                    nms=args.nms, batch_size=args.batch_size, device=args.device)
+    if args.checkpoint is not None and str(args.checkpoint).endswith(".onnx"):
+        predictor = Predictor.from_onnx(args.checkpoint, **settings)
+    else:
+        predictor = Predictor(args.model, checkpoint=args.checkpoint, dtype=args.dtype,
+                              pretrained=not args.no_pretrained, **settings)
+
+    def detect(arrays: list[Any]) -> list[Any]:
+        if args.tile is None:
+            return predictor(arrays)
+        return [predictor.predict_tiled(a, args.tile, overlap=args.tile_overlap, full_image=not args.no_tile_full)
+                for a in arrays]
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = [f for f in files if not is_video(f)]
+    videos = [f for f in files if is_video(f)]
+    total = len(images)
+    for v in videos:
+        with VideoReader(v) as reader:
+            total += reader.info.frame_count
+    results = _Results(out, _category_ids(predictor))
+    with tqdm(total=total, unit="img", disable=args.no_progress or None, file=sys.stderr) as bar:
+        try:
+            _predict_images(images, detect, results, args, bar)
+            for path in videos:
+                _predict_video(path, detect, results, args, bar)
+        finally:
+            results.close()
+    c = results.counts
+    print(f"{c['images']} images, {c['frames']} video frames, {c['detections']} detections "
+          f"(score > {args.score_threshold}) -> {out}{os.sep}"
+          + (f"; skipped {c['skipped']} unreadable files" if c["skipped"] else ""))
+    print(f"  {out / 'predictions.json'}: COCO results; {out / 'predictions.jsonl'}: one line per image / frame")
+    return 0
+
+
+def _predict_images(images: list[Path], detect: Any, results: _Results, args: argparse.Namespace, bar: Any) -> None:
+    import numpy as np
+
+    from efficientdet.data.images import open_image
+    from efficientdet.errors import DataError
+    from efficientdet.visualize import draw_detections
+
+    for start in range(0, len(images), args.batch_size):
+        chunk = images[start: start + args.batch_size]
+        arrays, kept = [], []
+        for path in chunk:
+            try:
+                arrays.append(np.asarray(open_image(path)))
+                kept.append(path)
+            except DataError as err:  # one broken file does not stop a large run
+                print(f"warning: skipped {err}", file=sys.stderr)
+                results.counts["skipped"] += 1
+        for path, array, det in zip(kept, arrays, detect(arrays) if arrays else [], strict=True):
+            results.add(det, path, array.shape[:2])
+            if not args.no_images:
+                _save_image(draw_detections(array, det), results.output_path(path))
+        bar.update(len(chunk))
+
+
+def _predict_video(path: Path, detect: Any, results: _Results, args: argparse.Namespace, bar: Any) -> None:
+    from efficientdet.video import VideoReader, VideoWriter
+    from efficientdet.visualize import draw_detections
+
+    with VideoReader(path) as reader, contextlib.ExitStack() as stack:
+        writer = None
+        if not args.no_images:
+            writer = stack.enter_context(VideoWriter(results.output_path(path), reader.info.fps, reader.info.size))
+        frames = iter(reader)
+        number = 0
+        while chunk := list(itertools.islice(frames, args.batch_size)):
+            for frame, det in zip(chunk, detect(chunk), strict=True):
+                results.add(det, path, frame.shape[:2], frame=number)
+                if writer is not None:
+                    writer.write(draw_detections(frame, det))
+                number += 1
+            bar.update(len(chunk))
+
+
+def _save_image(image: Any, path: Path) -> None:
+    """Save in the source's format (JPEG at quality 95)."""
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        image.save(path, quality=95)
+    else:
+        image.save(path)

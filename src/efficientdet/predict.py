@@ -1,0 +1,498 @@
+"""Prediction: images in, :class:`~efficientdet.structures.Detections` out, in original-image pixels.
+
+:class:`Predictor` takes paths, PIL images, numpy arrays or tensors (one, a list of mixed sizes, or a
+``[B, 3, H, W]`` batch), applies the preprocessing that belongs to the weights
+(``model.config.preprocess``: letterbox to the input size and normalise), runs the model in inference
+mode and returns one ``Detections`` per image: boxes ``xyxy`` float32 in pixels of that image, scores,
+labels ``0 .. K-1`` and the label names, on the CPU.
+
+The work is done by a :class:`Backend`: :class:`TorchBackend` (an :class:`EfficientDet` on any device and
+dtype) or :class:`OnnxRuntimeBackend` (a file written by :func:`efficientdet.export.export_model`). A
+faster backend (TensorRT, CUDA graphs, ...) subclasses :class:`Backend` and is passed to
+``Predictor(backend)``; callers do not change.
+
+Example::
+
+    from efficientdet import Predictor
+
+    predictor = Predictor("tf_efficientdet_d0", score_threshold=0.3, classes=["person", "dog"])
+    for det in predictor(["a.jpg", "b.png"]):
+        print(det.boxes, det.scores, det.names)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from efficientdet.config import DetectorConfig, PostprocessConfig, PreprocessConfig
+from efficientdet.data.preprocess import ImageInput, fill_values, letterbox, preprocess, to_chw_tensor
+from efficientdet.errors import ConfigError
+from efficientdet.modeling.detector import EfficientDet
+from efficientdet.ops.boxes import clip_boxes
+from efficientdet.postprocess import NMS_METHODS
+from efficientdet.postprocess import postprocess as decode_detections
+from efficientdet.structures import Detections, HeadOutputs, ImageBatch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}
+"""Names accepted for ``dtype`` (the CLI offers ``float32``, ``float16``, ``bfloat16``)."""
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+"""Weight files that ``Predictor("file")`` takes as a checkpoint."""
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or ``None``): CUDA when available, else Apple MPS, else CPU; otherwise the named device."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device {device!r} is not a device name; use auto, cpu, cuda, cuda:1 or mps") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available here; use --device cpu (or auto)")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A torch dtype from a dtype or its name (:data:`DTYPES`)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ConfigError(f"dtype {dtype} is not supported; use float32, float16 or bfloat16")
+        return dtype
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is unknown; use float32, float16 or bfloat16")
+    return DTYPES[dtype]
+
+
+def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | None = None, *,
+               pretrained: bool = True) -> EfficientDet:
+    """A detector from a registered name (with its published weights when ``pretrained``) or a checkpoint.
+
+    A checkpoint that carries its config (files written by ``efficientdet convert`` or training) defines the
+    model on its own, anchors and post-processing included; otherwise ``name`` gives the architecture.
+    """
+    from efficientdet.factory import create_model
+
+    if checkpoint is None:
+        if name is None:
+            raise ConfigError("give a model name (e.g. tf_efficientdet_d0) or a checkpoint file")
+        return create_model(name, pretrained=pretrained)
+    from efficientdet.weights.checkpoint import read_model_checkpoint
+
+    ckpt = read_model_checkpoint(Path(checkpoint))
+    if ckpt.config is None:
+        if name is None:
+            raise ConfigError(f"checkpoint {checkpoint} does not say which model it holds; pass the model name too "
+                              "(--model NAME)")
+        return create_model(name, checkpoint_path=Path(checkpoint))
+    if name is not None and name.split(".", 1)[0] != ckpt.config.name:
+        log.warning("checkpoint %s holds %r; using its own config rather than %r", checkpoint, ckpt.config.name, name)
+    model = create_model(ckpt.config)
+    ckpt.load_into(model)
+    return model
+
+
+def resolve_classes(classes: Iterable[int | str] | int | str | None, label_names: Sequence[str] | None,
+                    num_classes: int) -> list[int] | None:
+    """Class indices (sorted, unique) from names or indices (``"3"`` counts as index 3 when no class has that name)."""
+    if classes is None:
+        return None
+    if isinstance(classes, (int, str)):
+        classes = [classes]
+    names = list(label_names) if label_names is not None else []
+    out: set[int] = set()
+    for c in classes:
+        if isinstance(c, str) and c in names:
+            out.add(names.index(c))
+            continue
+        if isinstance(c, int) or (isinstance(c, str) and c.strip().isdigit()):
+            i = int(c)
+            if not 0 <= i < num_classes:
+                raise ConfigError(f"class index {i} is out of range; the model has classes 0..{num_classes - 1}")
+            out.add(i)
+            continue
+        close = difflib.get_close_matches(str(c), names, n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        known = f" Known: {', '.join(n for n in names if n != 'N/A')}" if names else " The model has no label names."
+        raise ConfigError(f"unknown class {c!r}.{hint} Give class names or indices.{known}")
+    if not out:
+        raise ConfigError("classes= is empty; give at least one class name or index, or None for all")
+    return sorted(out)
+
+
+class Backend(ABC):
+    """Runs a detector on a list of images: the seam between :class:`Predictor` and an inference engine.
+
+    Attributes a backend sets: ``name``, ``label_names`` and ``category_ids`` (dataset ids of the classes; each
+    may be ``None``), ``num_classes``, ``preprocess`` (input size, mean / std, fill: what the weights expect)
+    and ``postprocess`` (its default settings).
+    """
+
+    name: str
+    label_names: tuple[str, ...] | None
+    category_ids: tuple[int, ...] | None = None
+    num_classes: int
+    preprocess: PreprocessConfig
+    postprocess: PostprocessConfig
+
+    @abstractmethod
+    def detect(self, images: Sequence[Tensor], postprocess: PostprocessConfig,
+               classes: Sequence[int] | None = None) -> list[Detections]:
+        """Detections of ``images`` (``[3, H, W]`` tensors, ``uint8`` 0..255 or float 0..1, RGB).
+
+        Returns one :class:`Detections` per image on the CPU: boxes xyxy in that image's pixels, labels in
+        ``0 .. num_classes - 1``, only ``classes`` when given, following ``postprocess`` (score threshold,
+        max detections, NMS).
+        """
+
+    def check(self, postprocess: PostprocessConfig) -> None:
+        """Raise :class:`ConfigError` when this backend cannot apply ``postprocess``."""
+        if postprocess.nms not in NMS_METHODS:
+            raise ConfigError(f"nms={postprocess.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
+        if postprocess.max_detections < 1:
+            raise ConfigError(f"max_detections must be >= 1, got {postprocess.max_detections}")
+
+
+class TorchBackend(Backend):
+    """An :class:`EfficientDet` in PyTorch on ``device`` in ``dtype`` (post-processing in float32).
+
+    ``channels_last`` runs the network in NHWC memory format; ``compile`` wraps it in ``torch.compile``.
+    """
+
+    def __init__(self, model: EfficientDet, device: str | torch.device = "auto", dtype: str | torch.dtype = torch.float32,
+                 channels_last: bool = False, compile: bool = False) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.channels_last = channels_last
+        self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._forward: Any = torch.compile(self.model) if compile else self.model
+        config: DetectorConfig = model.config
+        self.name = config.name
+        self.label_names = config.label_names
+        self.category_ids = config.category_ids
+        self.num_classes = config.num_classes
+        self.preprocess = config.preprocess
+        self.postprocess = config.postprocess
+
+    def prepare(self, images: Sequence[Tensor]) -> ImageBatch:
+        """Letterboxed, normalised network input on the device, in the network's dtype and memory format."""
+        batch = preprocess(list(images), self.preprocess, self.device)
+        pixels = batch.pixels.to(self.dtype)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return ImageBatch(pixels, batch.metas)
+
+    @torch.inference_mode()
+    def network(self, pixels: Tensor) -> HeadOutputs:
+        """The network on a prepared batch ``[B, 3, H, W]``: head outputs in float32."""
+        outputs = self._forward(pixels)
+        return HeadOutputs(outputs.cls_logits.float(), outputs.box_deltas.float())
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[Tensor], postprocess: PostprocessConfig,
+               classes: Sequence[int] | None = None) -> list[Detections]:
+        batch = self.prepare(images)
+        pixels = batch.pixels
+        logits, deltas = self.network(pixels)
+        keep = None
+        if classes is not None:
+            keep = torch.as_tensor(list(classes), dtype=torch.int64, device=logits.device)
+            logits = logits.index_select(-1, keep)  # detect among these classes only
+        anchors = self.model.anchors((int(pixels.shape[-2]), int(pixels.shape[-1])), self.device)
+        dets = decode_detections(HeadOutputs(logits, deltas), anchors, postprocess, batch.metas)
+        out = []
+        for d in dets:
+            labels = d.labels if keep is None else keep[d.labels]
+            out.append(Detections(d.boxes.cpu(), d.scores.cpu(), labels.cpu(), self.label_names))
+        return out
+
+
+class OnnxRuntimeBackend(Backend):
+    """A file from :func:`~efficientdet.export.export_model` run by onnxruntime (post-processing in the graph).
+
+    Letterboxing runs here (as ``uint8``, the graph input); the graph normalises, detects and runs NMS. The
+    NMS method and its candidates are fixed at export: a stricter ``score_threshold``, fewer
+    ``max_detections`` and a class filter are applied to the graph's output; another ``nms`` or more
+    detections need a new export.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], device: str | torch.device = "auto",
+                 threads: int | None = None, providers: Sequence[str] | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise ConfigError("running ONNX files needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu)") from err
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"ONNX file {self.path} does not exist; check the path or export one with "
+                              "`efficientdet export --format onnx`")
+        if providers is None:
+            available = ort.get_available_providers()
+            wants_cuda = resolve_device(device).type == "cuda" if device != "auto" else True
+            providers = [p for p in ("CUDAExecutionProvider",) if wants_cuda and p in available]
+            providers.append("CPUExecutionProvider")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
+        meta = self.session.get_modelmeta().custom_metadata_map
+        required = ("image_size", "mean", "std", "postprocess")
+        if any(k not in meta for k in required):
+            raise ConfigError(f"{self.path} was not written by efficientdet export (no {', '.join(required)} "
+                              "metadata); export it with `efficientdet export --format onnx`")
+        fill = json.loads(meta.get("fill", '"mean"'))
+        self.preprocess = PreprocessConfig(image_size=tuple(json.loads(meta["image_size"])),  # type: ignore[arg-type]
+                                           mean=tuple(json.loads(meta["mean"])),  # type: ignore[arg-type]
+                                           std=tuple(json.loads(meta["std"])), fill=fill)  # type: ignore[arg-type]
+        self.postprocess = PostprocessConfig(**json.loads(meta["postprocess"]))
+        names = json.loads(meta["label_names"]) if "label_names" in meta else None
+        self.label_names = tuple(names) if names is not None else None
+        ids = json.loads(meta.get("category_ids", "null"))
+        self.category_ids = tuple(ids) if ids is not None else None
+        self.num_classes = int(json.loads(meta.get("num_classes", "0")) or len(names or ()))
+        self.name = meta.get("model", self.path.stem)
+        shape = self.session.get_inputs()[0].shape
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self._input = self.session.get_inputs()[0].name
+
+    def check(self, postprocess: PostprocessConfig) -> None:
+        super().check(postprocess)
+        baked = self.postprocess
+        if postprocess.nms != baked.nms:
+            raise ConfigError(f"{self.path} was exported with nms={baked.nms!r}; re-export with --nms {postprocess.nms} "
+                              "to change it")
+        if postprocess.max_detections > baked.max_detections:
+            raise ConfigError(f"{self.path} returns at most {baked.max_detections} detections per image; re-export "
+                              f"with --max-detections {postprocess.max_detections}")
+
+    def letterbox_uint8(self, images: Sequence[Tensor]) -> tuple[Any, list[float]]:
+        """``uint8`` network input ``[B, 3, H, W]`` (numpy) and the scale of each image."""
+        fill = fill_values(self.preprocess.fill, self.preprocess.mean)
+        size = (int(self.preprocess.image_size[0]), int(self.preprocess.image_size[1]))
+        canvases, scales = [], []
+        for image in images:
+            raw = image.float() if image.dtype == torch.uint8 else image.float() * 255.0
+            canvas, scale = letterbox(raw, size, fill, self.preprocess.interpolation)
+            canvases.append(canvas.round().clamp(0, 255).to(torch.uint8))
+            scales.append(scale)
+        return torch.stack(canvases).numpy(), scales
+
+    def run(self, pixels: Any) -> list[Any]:
+        """The graph on a letterboxed ``uint8`` batch (numpy ``[B, 3, H, W]``): boxes, scores, labels, counts."""
+        return self.session.run(None, {self._input: pixels})
+
+    def detect(self, images: Sequence[Tensor], postprocess: PostprocessConfig,
+               classes: Sequence[int] | None = None) -> list[Detections]:
+        self.check(postprocess)
+        images = list(images)
+        if self.fixed_batch is not None and len(images) > self.fixed_batch:
+            return [d for i in range(0, len(images), self.fixed_batch)
+                    for d in self.detect(images[i: i + self.fixed_batch], postprocess, classes)]
+        pixels, scales = self.letterbox_uint8(images)
+        n = len(images)
+        if self.fixed_batch is not None and n < self.fixed_batch:
+            pixels = np.concatenate([pixels, np.zeros((self.fixed_batch - n, *pixels.shape[1:]), np.uint8)])
+        boxes, scores, labels, counts = (torch.from_numpy(a) for a in self.run(pixels))
+        keep_classes = None if classes is None else torch.as_tensor(list(classes), dtype=torch.int64)
+        threshold = postprocess.score_threshold if postprocess.score_threshold > self.postprocess.score_threshold else None
+        out = []
+        for i, image in enumerate(images):
+            k = int(counts[i])
+            h, w = image.shape[-2:]
+            b = clip_boxes(boxes[i, :k] / scales[i], torch.tensor([h, w]))
+            det = Detections(b, scores[i, :k], labels[i, :k], self.label_names)
+            mask = torch.ones(k, dtype=torch.bool)
+            if threshold is not None:
+                mask &= det.scores > threshold
+            if keep_classes is not None:
+                mask &= torch.isin(det.labels, keep_classes)
+            det = det.filter(mask)
+            out.append(det.filter(torch.arange(min(len(det), postprocess.max_detections))))
+        return out
+
+
+def _as_list(images: Any) -> list[Any]:
+    """One image, a list / tuple of images, or a ``[B, 3, H, W]`` tensor -> a list of single images."""
+    if isinstance(images, Tensor) and images.ndim == 4:
+        return list(images.unbind(0))
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    return [images]
+
+
+class Predictor:
+    """Images in, :class:`Detections` out (original-image pixels, label names, on the CPU).
+
+    Args:
+        model_or_name: a registered model name (published weights are downloaded once), an
+            :class:`EfficientDet`, a :class:`DetectorConfig`, an exported ``.onnx`` file (run by onnxruntime),
+            a weights file (as ``checkpoint``), or a :class:`Backend`. ``None`` with ``checkpoint`` loads the
+            checkpoint's own config.
+        checkpoint: weights to load (training checkpoint, converted ``.safetensors``, effdet ``.pth``).
+        device: ``auto`` (CUDA, else MPS, else CPU) or a device name.
+        dtype: network dtype (``float32``, ``float16``, ``bfloat16``); post-processing runs in float32.
+        score_threshold / max_detections / nms: override the model's post-processing (``None`` keeps it).
+        classes: detect only these classes (names or indices).
+        channels_last / compile: NHWC memory format / ``torch.compile`` for the network.
+        batch_size: images per forward pass.
+        pretrained: with a model name, load its published weights (default) or keep random ones.
+    """
+
+    def __init__(
+        self,
+        model_or_name: str | os.PathLike[str] | EfficientDet | DetectorConfig | Backend | None = None,
+        *,
+        checkpoint: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = torch.float32,
+        score_threshold: float | None = None,
+        classes: Iterable[int | str] | int | str | None = None,
+        max_detections: int | None = None,
+        nms: str | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+        batch_size: int = 8,
+        pretrained: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(model_or_name, Backend):
+            backend = model_or_name
+        elif isinstance(model_or_name, (str, os.PathLike)) and str(model_or_name).endswith(".onnx"):
+            backend = OnnxRuntimeBackend(model_or_name, device)
+        else:
+            if (checkpoint is None and isinstance(model_or_name, (str, os.PathLike))
+                    and Path(model_or_name).suffix in CHECKPOINT_SUFFIXES and Path(model_or_name).is_file()):
+                model_or_name, checkpoint = None, model_or_name  # a weights file given in place of a name
+            if isinstance(model_or_name, EfficientDet):
+                model = model_or_name
+                if checkpoint is not None:
+                    from efficientdet.weights.checkpoint import read_model_checkpoint
+
+                    read_model_checkpoint(Path(checkpoint)).load_into(model)
+            elif isinstance(model_or_name, DetectorConfig):
+                from efficientdet.factory import create_model
+
+                model = create_model(model_or_name, checkpoint_path=None if checkpoint is None else Path(checkpoint))
+            else:
+                name = None if model_or_name is None else str(model_or_name)
+                model = load_model(name, checkpoint, pretrained=pretrained)
+            backend = TorchBackend(model, device, dtype, channels_last, compile)
+        self.backend = backend
+        self.batch_size = int(batch_size)
+        changes: dict[str, Any] = {}
+        if score_threshold is not None:
+            if not 0.0 <= score_threshold < 1.0:
+                raise ConfigError(f"score_threshold must be in [0, 1), got {score_threshold}")
+            changes["score_threshold"] = float(score_threshold)
+        if max_detections is not None:
+            changes["max_detections"] = int(max_detections)
+        if nms is not None:
+            changes["nms"] = nms
+        self.postprocess = dataclasses.replace(backend.postprocess, **changes)
+        backend.check(self.postprocess)
+        self.classes = resolve_classes(classes, backend.label_names, backend.num_classes)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike[str], *, device: str | torch.device = "auto", threads: int | None = None,
+                  **kwargs: Any) -> Predictor:
+        """A predictor running an exported ONNX file with onnxruntime (see :class:`OnnxRuntimeBackend`)."""
+        return cls(OnnxRuntimeBackend(path, device, threads), **kwargs)
+
+    @property
+    def label_names(self) -> tuple[str, ...] | None:
+        return self.backend.label_names
+
+    @property
+    def category_ids(self) -> tuple[int, ...] | None:
+        """The dataset id (e.g. COCO category id) of each class index, when the weights record them."""
+        return self.backend.category_ids
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The network input ``(H, W)``."""
+        size = self.backend.preprocess.image_size
+        return (int(size[0]), int(size[1]))
+
+    def __call__(self, images: ImageInput | Sequence[ImageInput]) -> list[Detections]:
+        """Detections of each image (one image, a list of mixed types and sizes, or a ``[B, 3, H, W]`` tensor)."""
+        return [det for _, det in self.predict_batches(_as_list(images))]
+
+    def predict_batches(self, images: Iterable[ImageInput], batch_size: int | None = None
+                        ) -> Iterator[tuple[ImageInput, Detections]]:
+        """Stream ``(image, detections)`` pairs, reading ``images`` lazily ``batch_size`` at a time (any iterable)."""
+        size = self.batch_size if batch_size is None else int(batch_size)
+        if size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {size}")
+        chunk: list[ImageInput] = []
+        for image in images:
+            chunk.append(image)
+            if len(chunk) == size:
+                yield from zip(chunk, self._detect(chunk), strict=True)
+                chunk = []
+        if chunk:
+            yield from zip(chunk, self._detect(chunk), strict=True)
+
+    def _detect(self, images: Sequence[ImageInput]) -> list[Detections]:
+        return self.backend.detect([to_chw_tensor(image) for image in images], self.postprocess, self.classes)
+
+    def predict_tiled(self, image: ImageInput, tile_size: int | tuple[int, int] | None = None, *, overlap: float = 0.2,
+                      full_image: bool = True, iou_threshold: float = 0.5) -> Detections:
+        """Sliced inference on one (large) image: see :func:`efficientdet.tiling.sliced_predict`.
+
+        ``tile_size`` defaults to the network input size, so tiles are not resized.
+        """
+        from efficientdet.tiling import sliced_predict
+
+        return sliced_predict(self.__call__, to_chw_tensor(image), tile_size or self.input_size, overlap=overlap,
+                              full_image=full_image, iou_threshold=iou_threshold,
+                              max_detections=self.postprocess.max_detections)
+
+
+def predict(images: ImageInput | Sequence[ImageInput], model: str | os.PathLike[str] | EfficientDet | Predictor,
+            **kwargs: Any) -> list[Detections]:
+    """One-call prediction: ``Predictor(model, **kwargs)(images)`` (a ready :class:`Predictor` is used as is)."""
+    if isinstance(model, Predictor):
+        if kwargs:
+            raise ConfigError(f"predict() got settings ({', '.join(kwargs)}) with a ready Predictor; set them on it")
+        return model(images)
+    return Predictor(model, **kwargs)(images)
+
+
+__all__ = [
+    "DTYPES",
+    "CHECKPOINT_SUFFIXES",
+    "resolve_device",
+    "resolve_dtype",
+    "load_model",
+    "resolve_classes",
+    "Backend",
+    "TorchBackend",
+    "OnnxRuntimeBackend",
+    "Predictor",
+    "predict",
+]

@@ -1,0 +1,248 @@
+"""Exported graphs (uint8 images in, padded detections out) equal PyTorch's detections and run on their own.
+
+The reference is the library's PyTorch path on the same letterboxed input: ``normalize`` -> network ->
+``postprocess_padded`` (boxes clipped to the input). Each artefact also runs in a fresh interpreter that
+cannot import efficientdet (``sys.modules["efficientdet"] = None``): onnxruntime and numpy only for ONNX,
+torch and torchvision for ``.pt2`` and TorchScript.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from efficientdet.data.preprocess import normalize
+from efficientdet.errors import ConfigError
+from efficientdet.export import DetectionGraph, export_config, export_model, read_metadata
+from efficientdet.postprocess import postprocess_padded
+from efficientdet.predict import Predictor
+from tests.predict.helpers import TINY_IDS, TINY_NAMES, TINY_SIZE, photo, tiny_model
+
+PHOTOS = ("coffee.png", "chelsea.png", "astronaut.png")
+BLOCK = "import sys\nsys.modules['efficientdet'] = None  # importing it now raises ImportError\n"
+SMALL = dict(fpn__repeats=1, head__repeats=1)  # fewer graph nodes: faster exports
+
+
+def _letterbox(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """``[1, 3, H, W]`` uint8: ``image`` shrunk into ``size`` (H, W), top-left, padded with grey."""
+    scale = min(size[0] / image.height, size[1] / image.width)
+    resized = np.asarray(image.resize((int(image.width * scale), int(image.height * scale)), Image.BILINEAR))
+    canvas = np.full((*size, 3), 127, np.uint8)
+    canvas[: resized.shape[0], : resized.shape[1]] = resized
+    return canvas.transpose(2, 0, 1)[None]
+
+
+def letterboxed(names=PHOTOS, size=TINY_SIZE) -> np.ndarray:
+    """uint8 ``[B, 3, H, W]``: each photo shrunk into the input, top-left, padded."""
+    return np.concatenate([_letterbox(Image.open(photo(name)).convert("RGB"), size) for name in names])
+
+
+def pytorch_detections(model, pixels: np.ndarray, nms: str = "hard"):
+    cfg = export_config(model.config, nms=nms)
+    x = torch.from_numpy(pixels)
+    with torch.no_grad():
+        outputs = model(normalize(x, model.config.preprocess.mean, model.config.preprocess.std))
+    return postprocess_padded(outputs, model.anchors(TINY_SIZE), cfg, input_size=TINY_SIZE)
+
+
+def assert_same(got, expected, box_atol: float = 1e-3, score_atol: float = 1e-5) -> None:
+    """Same counts and labels; boxes within ``box_atol`` pixels, scores within ``score_atol``."""
+    boxes, scores, labels, counts = (torch.as_tensor(np.asarray(a)) for a in got)
+    assert counts.tolist() == expected[3].tolist() and min(counts.tolist()) > 0
+    assert labels.tolist() == expected[2].tolist()
+    torch.testing.assert_close(boxes, expected[0], atol=box_atol, rtol=0)
+    torch.testing.assert_close(scores, expected[1], atol=score_atol, rtol=0)
+
+
+def run_python(code: str, cwd=None) -> str:
+    result = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(**SMALL)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(model, tmp_path_factory):
+    return export_model(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", "onnx")
+
+
+def test_onnxruntime_equals_pytorch_for_any_batch(model, onnx_file):
+    import onnx
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    for names in (PHOTOS[:2], PHOTOS, PHOTOS[1:2]):  # dynamic batch
+        pixels = letterboxed(names)
+        assert_same(session.run(None, {"images": pixels}), pytorch_detections(model, pixels))
+    graph = onnx.load(str(onnx_file))
+    assert "NonMaxSuppression" in {node.op_type for node in graph.graph.node}  # NMS is inside the graph
+    assert [i.name for i in graph.graph.input] == ["images"]
+    assert [o.name for o in graph.graph.output] == ["boxes", "scores", "labels", "num_detections"]
+    meta = read_metadata(onnx_file)
+    assert meta["label_names"] == list(TINY_NAMES) and meta["image_size"] == list(TINY_SIZE)
+    assert meta["category_ids"] == list(TINY_IDS) and Predictor.from_onnx(onnx_file).category_ids == TINY_IDS
+    assert meta["mean"] == list(model.config.preprocess.mean) and meta["postprocess"]["nms"] == "hard"
+
+
+def test_onnx_docstring_example_runs_with_onnxruntime_alone(model, onnx_file, tmp_path):
+    """The usage example in efficientdet.export's docstring, run as written next to the file and a photo."""
+    import efficientdet.export
+
+    example = textwrap.dedent(efficientdet.export.__doc__.split("(no torch, no efficientdet)::")[1])
+    os.symlink(onnx_file, tmp_path / "efficientdet.onnx")
+    os.symlink(photo("rocket.jpg"), tmp_path / "street.jpg")
+    code = BLOCK + "sys.modules['torch'] = None\n" + example + "\nassert not any(m.startswith(('efficientdet', 'torch')) " \
+        "for m in sys.modules if sys.modules[m] is not None)\n"
+    lines = run_python(code, cwd=tmp_path).strip().splitlines()
+    assert lines, "the example printed no detections"
+    for line in lines:
+        name, score, box = re.fullmatch(r"(\w+) ([\d.]+) (\[.*\])", line).groups()
+        x1, y1, x2, y2 = json.loads(box)
+        assert name in TINY_NAMES and 0 < float(score) <= 1
+        assert 0 <= x1 <= x2 <= 640 and 0 <= y1 <= y2 <= 427  # rocket.jpg is 640 x 427
+
+
+@pytest.mark.slow  # ~15 s: a torch.export, and a fresh interpreter importing torch
+def test_pt2_and_torchscript_run_with_torch_alone(model, tmp_path):
+    pixels = letterboxed(PHOTOS[:2])
+    expected = pytorch_detections(model, pixels)
+    pt2 = export_model(model, tmp_path / "tiny.pt2", "pt2")
+    script = export_model(model, tmp_path / "tiny.torchscript", "torchscript", batch=2)
+    np.save(tmp_path / "x.npy", pixels)
+    run_python(BLOCK + textwrap.dedent(f"""
+        import numpy as np, torch, torchvision
+        x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r}))
+        program = torch.export.load({str(pt2)!r}).module()
+        with torch.no_grad():
+            a, b, c = program(x), torch.jit.load({str(script)!r})(x), program(x[:1])  # c: another batch size
+        np.savez({str(tmp_path / 'out.npz')!r}, *[t.numpy() for t in (*a, *b, *c)])
+        assert not any(m.startswith('efficientdet') for m in sys.modules if sys.modules[m] is not None)
+    """))
+    out = np.load(tmp_path / "out.npz")
+    arrays = [out[f"arr_{i}"] for i in range(12)]
+    assert_same(arrays[:4], expected)
+    assert_same(arrays[4:8], expected)
+    assert_same(arrays[8:], [t[:1] for t in expected])
+    assert read_metadata(pt2)["label_names"] == list(TINY_NAMES)
+    assert read_metadata(script)["image_size"] == list(TINY_SIZE)
+
+
+@pytest.mark.parametrize("mode", ["topk", "global"])
+def test_soft_nms_graph_equals_pytorch(mode):
+    """Soft-NMS (the unrolled fixed-shape loop) in a traced graph gives PyTorch's detections."""
+    model = tiny_model(postprocess__mode=mode, **SMALL)
+    graph = DetectionGraph(model, TINY_SIZE, export_config(model.config, nms="soft")).eval()
+    pixels = torch.from_numpy(letterboxed(PHOTOS[:2]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(graph, (pixels,), check_trace=False)
+    with torch.no_grad():
+        assert_same(traced(pixels), pytorch_detections(model, pixels.numpy(), nms="soft"))
+
+
+def test_torchscript_based_onnx_exporter_in_global_mode(tmp_path):
+    """The older exporter (soft-NMS's default) writes the same graph; official global mode needs its stable sort."""
+    import onnxruntime as ort
+
+    model = tiny_model(postprocess__mode="global", **SMALL)
+    path = export_model(model, tmp_path / "global.onnx", "onnx", exporter="torchscript")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for names in (PHOTOS[:2], PHOTOS):
+        pixels = letterboxed(names)
+        assert_same(session.run(None, {"images": pixels}), pytorch_detections(model, pixels))
+    assert read_metadata(path)["postprocess"]["mode"] == "global"
+
+
+@pytest.mark.slow  # ~8 s each
+@pytest.mark.parametrize("mode", ["topk", "global"])
+def test_soft_nms_onnx_equals_pytorch(mode, tmp_path):
+    import onnxruntime as ort
+
+    model = tiny_model(postprocess__mode=mode, **SMALL)
+    path = export_model(model, tmp_path / "soft.onnx", "onnx", nms="soft")  # auto: the TorchScript-based exporter
+    pixels = letterboxed()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert_same(session.run(None, {"images": pixels}), pytorch_detections(model, pixels, nms="soft"))
+
+
+@pytest.mark.slow  # ~4 minutes: the dynamo exporter on 100 unrolled soft-NMS steps
+def test_soft_nms_onnx_with_the_dynamo_exporter(tmp_path):
+    import onnxruntime as ort
+
+    model = tiny_model(**SMALL)
+    path = export_model(model, tmp_path / "soft.onnx", "onnx", nms="soft", exporter="dynamo")
+    pixels = letterboxed(PHOTOS[:2])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert_same(session.run(None, {"images": pixels}), pytorch_detections(model, pixels, nms="soft"))
+
+
+def test_predictor_runs_onnx_files_like_the_model(model, onnx_file):
+    """At the input size there is no resizing, so onnxruntime and PyTorch see the same pixels."""
+    images = [np.ascontiguousarray(letterboxed((n,))[0].transpose(1, 2, 0)) for n in PHOTOS[:2]]
+    onnx = Predictor.from_onnx(onnx_file, score_threshold=0.3, classes=["dog", "car"], max_detections=20)
+    torch_ = Predictor(model, device="cpu", score_threshold=0.3, classes=["dog", "car"], max_detections=20)
+    for a, b in zip(onnx(images), torch_(images), strict=True):
+        assert len(a) == len(b) > 0 and a.names == b.names
+        torch.testing.assert_close(a.boxes, b.boxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(a.scores, b.scores, atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="re-export with --nms soft"):
+        Predictor.from_onnx(onnx_file, nms="soft")
+    with pytest.raises(ConfigError, match="at most 100"):
+        Predictor(str(onnx_file), max_detections=500)
+
+
+def test_export_errors(model, tmp_path):
+    with pytest.raises(ConfigError, match="onnx, torchscript, pt2"):
+        export_model(model, tmp_path / "m.tflite", "tflite")
+    with pytest.raises(ConfigError, match="opset 16"):
+        export_model(model, tmp_path / "m.onnx", "onnx", opset=16)
+    with pytest.raises(ConfigError, match="dynamic"):
+        export_model(model, tmp_path / "m.pt2", "pt2", batch="many")
+    with pytest.raises(ConfigError, match="hard, soft"):
+        export_model(model, tmp_path / "m.pt2", "pt2", nms="fast")
+    with pytest.raises(ConfigError, match="auto, dynamo, torchscript"):
+        export_model(model, tmp_path / "m.onnx", "onnx", exporter="tf2onnx")
+
+
+@pytest.mark.slow  # ~40 s: the ONNX export of a full-size Lite0
+def test_official_lite0_onnx_equals_pytorch(reference_dir, tmp_path):
+    """The converted official Lite0 (random weights), hard NMS over all anchors (official ``global`` mode).
+
+    This network is ill-conditioned (see tests/weights/test_tf_convert.py): onnxruntime's and PyTorch's float32
+    logits differ by ~1e-4, enough to swap near-tied detections far down the list; the top 20 are separated.
+    """
+    import onnxruntime as ort
+
+    from efficientdet.modeling.detector import EfficientDet
+    from efficientdet.weights.tf_convert import convert_tf_checkpoint
+
+    config, state = convert_tf_checkpoint(reference_dir / "tf-official-lite0" / "efficientdet-lite0")
+    model = EfficientDet(config).eval()
+    model.load_state_dict(state, strict=False)
+    path = export_model(model, tmp_path / "lite0.onnx", "onnx", nms="hard")
+    raw = Image.fromarray(np.load(reference_dir / "tf-official-lite0" / "lite0-inputs.npz")["raw_image_uint8"])
+    pixels = np.concatenate([_letterbox(raw, (320, 320)), _letterbox(raw.transpose(Image.FLIP_LEFT_RIGHT), (320, 320))])
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": pixels})
+    cfg = export_config(config, nms="hard")
+    with torch.no_grad():
+        outputs = model(normalize(torch.from_numpy(pixels), config.preprocess.mean, config.preprocess.std))
+    expected = postprocess_padded(outputs, model.anchors((320, 320)), cfg, input_size=(320, 320))
+    top = 20
+    assert_same([a[:, :top] for a in got[:3]] + [np.minimum(got[3], top)],
+                [t[:, :top] for t in expected[:3]] + [expected[3].clamp(max=top)], box_atol=0.1, score_atol=1e-4)
