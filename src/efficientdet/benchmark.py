@@ -135,7 +135,7 @@ def _threads(n: int | None) -> Iterator[int]:
 
 
 def benchmark(
-    model: str | EfficientDet,
+    model: str | EfficientDet | None,
     *,
     batch_sizes: Sequence[int] = (1,),
     image_size: int | tuple[int, int] | None = None,
