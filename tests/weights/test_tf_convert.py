@@ -24,7 +24,7 @@ from efficientdet.weights.tf_reader import read_tf_checkpoint
 FIXTURES = {"d0": ("tf-official", "efficientdet-d0"), "lite0": ("tf-official-lite0", "efficientdet-lite0")}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(reference_dir, key, use_ema=True):
     folder, ckpt = FIXTURES[key]
     config, state = convert_tf_checkpoint(reference_dir / folder / ckpt, use_ema=use_ema)

@@ -22,9 +22,8 @@ All losses compute in float32 whatever the input dtype (safe under ``torch.autoc
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

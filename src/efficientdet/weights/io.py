@@ -16,9 +16,9 @@ import argparse
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -131,16 +131,29 @@ def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str | Path,
     if bad_meta:
         raise WeightsError(f"metadata for {path} must map strings to strings; convert {bad_meta} with str() or json")
     tensors = _plain_tensors(state_dict, path)
+
+    def write(f: BinaryIO) -> None:
+        if path.suffix == SAFETENSORS_SUFFIX:
+            from safetensors.torch import save
+
+            f.write(save(tensors, metadata=meta or None))
+        else:
+            torch.save({"state_dict": tensors, "metadata": meta} if meta else tensors, f)
+
+    return atomic_write(path, write)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    A crash at any moment leaves either the old file or the complete new one, never a truncated file.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            if path.suffix == SAFETENSORS_SUFFIX:
-                from safetensors.torch import save
-
-                f.write(save(tensors, metadata=meta or None))
-            else:
-                torch.save({"state_dict": tensors, "metadata": meta} if meta else tensors, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
