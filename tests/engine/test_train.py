@@ -146,3 +146,13 @@ def test_config_file_and_overrides(tmp_path):
 
     with pytest.raises(ConfigError, match="epochs"):
         train_config_from(None, ["epoch=3"])
+
+
+def test_accumulation_bf16_autocast_tensorboard_and_timm_optimizer(sample, tmp_path):
+    result = train(tiny_cfg(sample, tmp_path, epochs=1, grad_accum=2, amp="bf16", tensorboard=True,
+                            optimizer="adamw", lr=1e-3, scheduler="step", clip_mode="agc", clip_grad=0.01))
+    state = load_checkpoint(tmp_path / "last.pth")
+    assert state["step"] == 3  # 6 batches, 2 per optimizer step
+    assert all(torch.isfinite(torch.tensor(loss)) for loss in state["step_losses"])
+    assert result.history[-1]["train_loss"] > 0
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

@@ -165,3 +165,22 @@ def test_errors_name_the_problem_and_close_matches():
         create_model(tiny_config(**{"fpn.topology": "nasfpn"}))
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         create_model(tiny_config())(torch.zeros(3, 64, 64))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = create_model(tiny_config(**{"backbone.drop_path_rate": 0.0})).train()
+    x = torch.randn(2, 3, 96, 96)
+
+    def grads():
+        model.zero_grad()
+        out = model(x)
+        (out.cls_logits.square().mean() + out.box_deltas.square().mean()).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.set_grad_checkpointing(True)
+    checkpointed = grads()
+    assert plain.keys() == checkpointed.keys() and len(plain) > 50
+    for name, g in plain.items():
+        torch.testing.assert_close(checkpointed[name], g, atol=1e-6, rtol=1e-5, msg=name)
