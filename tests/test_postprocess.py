@@ -112,7 +112,7 @@ def test_global_matches_official(reference_dir, case, nms):
 def test_global_candidates_match_official_prenms(reference_dir):
     data = load_case(reference_dir, "d0-native")
     anchors = generate_anchors(anchor_config("d0-native"), (512, 512))
-    source = pp._Source(HeadOutputs(data["cls"], data["box"]), anchors, PostprocessConfig(mode="global"), None)
+    source = pp.CandidateSource(HeadOutputs(data["cls"], data["box"]), anchors, PostprocessConfig(mode="global"), None)
     cand = source.take(49104)
     order = cand.anchor[0]
     torch.testing.assert_close(cand.score[0], data["prenms_scores"][0, order], rtol=0, atol=1e-6)
@@ -186,11 +186,12 @@ def test_list_api_threshold_agnostic_and_padding():
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::FutureWarning")
+@pytest.mark.parametrize("nms", ["hard", "soft"])
 @pytest.mark.parametrize("mode", ["topk", "global"])
-def test_traceable_fixed_shapes(mode):
+def test_traceable_fixed_shapes(mode, nms):
     size, k = (64, 64), 3
     anchors = generate_anchors(CFG, size)
-    cfg = PostprocessConfig(mode=mode, nms="soft", max_detection_points=200, max_detections=20)
+    cfg = PostprocessConfig(mode=mode, nms=nms, max_detection_points=200, max_detections=20)
     scales, orig = torch.tensor([0.5]), torch.tensor([[128.0, 100.0]])
 
     def run(logits, deltas):
@@ -200,6 +201,23 @@ def test_traceable_fixed_shapes(mode):
     other = random_outputs(1, size, k, seed=11)
     for got, want in zip(traced(*other), run(*other), strict=True):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("max_outputs", [5, 300])
+def test_hard_nms_fixed_equals_greedy_hard_nms(grouped, max_outputs):
+    """The loop-free traceable hard NMS (one batched call) keeps what the greedy reference keeps."""
+    g = torch.Generator().manual_seed(3)
+    b, c = 3, 200
+    xy = torch.rand(b, c, 2, generator=g) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(b, c, 2, generator=g) * 20], dim=-1)
+    scores = torch.rand(b, c, generator=g).sort(dim=1, descending=True).values
+    groups = torch.randint(0, 4, (b, c), generator=g) if grouped else None
+    got = pp.hard_nms_fixed(boxes, scores, groups, 0.5, 0.2, max_outputs)
+    want = greedy_nms(boxes, scores, max_outputs, 0.5, 0.0, 0.2, groups)
+    for a, w in zip(got, want, strict=True):
+        assert torch.equal(a, w)
+    assert 0 < int(got[2].min()) and int(got[2].max()) <= max_outputs
 
 
 def test_bad_input():

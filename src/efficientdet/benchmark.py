@@ -58,7 +58,8 @@ class BenchmarkResult:
     macs: int
     threads: int
     channels_last: bool = False
-    compile: bool = False
+    compile: bool | str = False
+    optimize: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -141,8 +142,9 @@ def benchmark(
     image_size: int | tuple[int, int] | None = None,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = torch.float32,
-    channels_last: bool = False,
-    compile: bool = False,
+    channels_last: bool | None = None,
+    compile: bool | str = False,
+    optimize: bool | None = None,
     backend: str = "torch",
     threads: int | None = None,
     warmup: int = 3,
@@ -157,6 +159,9 @@ def benchmark(
 
     ``backend="onnxruntime"`` exports the model to a temporary ONNX file (dynamic batch, the model's NMS)
     unless ``onnx_path`` gives one. ``threads`` sets PyTorch's (and onnxruntime's) intra-op threads.
+    ``optimize`` / ``channels_last`` / ``compile``: as :class:`~efficientdet.predict.TorchBackend` takes them
+    (``None``: its defaults, the inference copy of :func:`~efficientdet.fast.optimize_for_inference` in NHWC
+    on the CPU).
     """
     from efficientdet.config import replace_nested
     from efficientdet.predict import Backend, Predictor, TorchBackend, load_model, resolve_device, resolve_dtype
@@ -183,7 +188,7 @@ def benchmark(
     with _threads(threads) as n_threads, tempfile.TemporaryDirectory() as tmp:
         engine: Backend
         if backend == "torch":
-            engine = TorchBackend(net, dev, torch_dtype, channels_last, compile)
+            engine = TorchBackend(net, dev, torch_dtype, channels_last, compile, optimize)
         else:
             from efficientdet.predict import OnnxRuntimeBackend
 
@@ -208,7 +213,8 @@ def benchmark(
                     model=net.config.name, backend=backend, stage=stage, device=str(dev), dtype=dtype_name,
                     batch_size=bs, image_size=size, median_ms=median * 1e3, p90_ms=_percentile(times, 0.9) * 1e3,
                     images_per_s=bs / median, params=params, macs=macs, threads=n_threads,
-                    channels_last=channels_last, compile=compile,
+                    channels_last=bool(getattr(engine, "channels_last", False)), compile=compile,
+                    optimize=bool(getattr(engine, "optimize", False)),
                 ))
     return results
 

@@ -79,7 +79,14 @@ from efficientdet.errors import ConfigError
 from efficientdet.modeling.detector import EfficientDet
 from efficientdet.ops.boxes import clip_boxes
 from efficientdet.ops.nms import batched_nms
-from efficientdet.postprocess import NMS_METHODS, PAD_LABEL, _Source, postprocess_padded
+from efficientdet.postprocess import (
+    NMS_METHODS,
+    PAD_LABEL,
+    CandidateSource,
+    first_kept,
+    hard_nms_mask,
+    postprocess_padded,
+)
 from efficientdet.structures import HeadOutputs
 
 FORMATS = ("onnx", "torchscript", "pt2")
@@ -137,9 +144,9 @@ class DetectionGraph(nn.Module):
         cfg = self.postprocess
         b, _, k = outputs.cls_logits.shape
         clip_to = torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(b, 1, 2)
-        source = _Source(outputs, self.anchors, cfg, clip_to)
+        source = CandidateSource(outputs, self.anchors, cfg, clip_to)
         cand = source.take(source.size)  # best first
-        c, d = cand.score.shape[1], cfg.max_detections
+        d = cfg.max_detections
         class_aware = cfg.mode == "topk" and not cfg.class_agnostic and k > 1
         threshold = cfg.score_threshold if cfg.score_threshold > 0 else -math.inf
         groups = cand.label if class_aware else None
@@ -147,16 +154,10 @@ class DetectionGraph(nn.Module):
             kept = _onnx_nms_mask(cand.boxes, cand.score, groups, k if class_aware else 1, cfg.iou_threshold,
                                   threshold, d)
         else:
-            kept = _torchvision_nms_mask(cand.boxes, cand.score, groups, cfg.iou_threshold)
+            kept = hard_nms_mask(cand.boxes, cand.score, groups, cfg.iou_threshold)
         kept = kept & (cand.score > threshold)
-        # The first D kept candidates of each image (candidates are in NMS order, so these are the best).
-        position = torch.arange(c, device=kept.device).expand(b, c)
-        slots = torch.where(kept, position, c).topk(min(d, c), dim=1, largest=False).values
-        if d > c:
-            slots = torch.cat([slots, slots.new_full((b, d - c), c)], dim=1)
-        counts = kept.sum(dim=1).clamp(max=d)
-        valid = slots < c
-        slots = torch.where(valid, slots, 0)
+        # the first D kept candidates of each image (candidates are in NMS order, so these are the best)
+        slots, valid, counts = first_kept(kept, d)
         boxes = cand.boxes.gather(1, slots[..., None].expand(b, d, 4))
         if cfg.mode == "global":  # the official code clips after NMS
             boxes = clip_boxes(boxes, clip_to)
@@ -164,20 +165,6 @@ class DetectionGraph(nn.Module):
         scores = cand.score.gather(1, slots) * valid
         labels = torch.where(valid, cand.label.gather(1, slots), PAD_LABEL)
         return boxes, scores, labels, counts
-
-
-def _torchvision_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: float) -> Tensor:
-    """``kept [B, C]`` bool: hard NMS per image (and per group) of ``boxes [B, C, 4]``, ``scores [B, C]``.
-
-    Candidates below the score threshold take part too: one only suppresses lower-scored ones, which are
-    below the threshold as well, so filtering afterwards gives the same result.
-    """
-    b, c = scores.shape
-    image = torch.arange(b, device=scores.device)[:, None].expand(b, c)
-    flat_groups = image if groups is None else image * (groups.max() + 1) + groups
-    keep = batched_nms(boxes.reshape(-1, 4), scores.reshape(-1), flat_groups.reshape(-1), iou_threshold)
-    kept = torch.zeros(b * c, dtype=torch.bool, device=scores.device)
-    return kept.index_put((keep,), torch.ones_like(keep, dtype=torch.bool)).reshape(b, c)
 
 
 def _onnx_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, num_groups: int, iou_threshold: float,

@@ -16,7 +16,8 @@ Speed without changing the result: the top-k runs on logits (sigmoid is monotoni
 ``max_detection_points`` anchors with the largest best-class logit, which must hold the global top-k over
 anchors x classes. NMS first runs on the best-scoring prefix of the candidates and grows it only while the
 prefix cannot prove its result final (too few detections, or soft-NMS scores that fell below the best
-score left out). While tracing for export, NMS runs once on all candidates (fixed shapes).
+score left out). While tracing for export, NMS runs once on all candidates (fixed shapes): hard NMS as one
+``batched_nms`` call (:func:`hard_nms_fixed`), soft NMS as the unrolled greedy loop.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _check(outputs: HeadOutputs, anchors: Tensor, cfg: PostprocessConfig) -> Non
         )
 
 
-class _Candidates(NamedTuple):
+class Candidates(NamedTuple):
     """The best ``p`` candidates of every image, best first: ``anchor``, ``label``, ``score`` ``[B, p]``,
     ``boxes [B, p, 4]`` xyxy input pixels, and ``next_score [B]``, the best score left out (-inf if none)."""
 
@@ -99,12 +100,17 @@ def _ranking_keys(scores: Tensor) -> Tensor:
     return (bits << 32) | torch.arange(scores.shape[1] - 1, -1, -1, device=scores.device)
 
 
-class _Source:
-    """The candidates of every image in NMS order, handed out as growing prefixes.
+class CandidateSource:
+    """The NMS candidates of every image, best first, handed out as growing prefixes (:meth:`take`).
 
-    ``topk`` mode: the top ``max_detection_points`` (anchor, class) pairs, boxes clipped (effdet clips
-    before NMS). ``global`` mode: every anchor with its best class, by descending score, then ascending
-    anchor index (TF's order).
+    Inputs: ``outputs`` (``cls_logits [B, N, K]``, ``box_deltas [B, N, 4]``), ``anchors [N, 4]`` xyxy input
+    pixels, ``cfg`` (``mode``, ``max_detection_points``) and ``clip_to [B, 1, 2]``: the ``(H, W)`` in input
+    pixels that ``topk`` mode clips the decoded boxes to.
+
+    ``topk`` mode: the top ``max_detection_points`` (anchor, class) pairs by logit, boxes clipped (effdet
+    clips before NMS). ``global`` mode: every anchor with its best class, by descending score, then
+    ascending anchor index (TF's order); boxes are not clipped (the official code clips after NMS).
+    ``size`` is the number of candidates per image; ``take(size)`` gives them all (what export graphs use).
     """
 
     def __init__(self, outputs: HeadOutputs, anchors: Tensor, cfg: PostprocessConfig, clip_to: Tensor) -> None:
@@ -118,7 +124,7 @@ class _Source:
             self.keys: Tensor | None = None
         self.size = self.scores.shape[1]
 
-    def take(self, p: int) -> _Candidates:
+    def take(self, p: int) -> Candidates:
         """The best ``p`` candidates (and the best score left out)."""
         more = min(p + 1, self.size)
         if self.mode == "topk":
@@ -137,7 +143,7 @@ class _Source:
         boxes = decode(self.deltas[self.rows, anchor], self.anchors[anchor])  # [B, p, 4]
         if self.mode == "topk":
             boxes = clip_boxes(boxes, self.clip_to)
-        return _Candidates(anchor, label, score[:, :p], boxes, next_score)
+        return Candidates(anchor, label, score[:, :p], boxes, next_score)
 
     def count_at_least(self, score: Tensor) -> int:
         """The most candidates that any image has with a score ``>= score [B]``."""
@@ -170,7 +176,51 @@ def _hard_nms_padded(
     return idx, out_scores, counts
 
 
-def _select(source: _Source, cfg: PostprocessConfig) -> tuple[_Candidates, Tensor, Tensor, Tensor]:
+def hard_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: float) -> Tensor:
+    """``kept [B, C]`` bool: hard NMS per image (and per group) of ``boxes [B, C, 4]`` xyxy, ``scores [B, C]``.
+
+    One :func:`~efficientdet.ops.nms.batched_nms` call over all images, no Python loop and no ``int()`` of
+    data, so traced graphs stay valid for other inputs. No score threshold: a candidate at or below it can
+    only suppress lower-scored ones, which are dropped by the same threshold afterwards.
+    """
+    b, c = scores.shape
+    image = torch.arange(b, device=scores.device)[:, None].expand(b, c)
+    flat_groups = image if groups is None else image * (groups.max() + 1) + groups
+    keep = batched_nms(boxes.reshape(-1, 4), scores.reshape(-1), flat_groups.reshape(-1), iou_threshold)
+    kept = torch.zeros(b * c, dtype=torch.bool, device=scores.device)
+    return kept.index_put((keep,), torch.ones_like(keep, dtype=torch.bool)).reshape(b, c)
+
+
+def first_kept(kept: Tensor, max_outputs: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The first ``D = max_outputs`` kept candidates of each image, with fixed shapes (traceable).
+
+    ``kept [B, C]`` bool over candidates in NMS order (best first). Returns ``indices [B, D]`` int64 into
+    ``C`` (0 in unused slots), ``valid [B, D]`` bool and ``counts [B]`` int64.
+    """
+    b, c = kept.shape
+    position = torch.arange(c, device=kept.device).expand(b, c)
+    slots = torch.where(kept, position, c).topk(min(max_outputs, c), dim=1, largest=False).values  # ascending
+    if max_outputs > c:
+        slots = torch.cat([slots, slots.new_full((b, max_outputs - c), c)], dim=1)
+    valid = slots < c
+    return torch.where(valid, slots, 0), valid, kept.sum(dim=1).clamp(max=max_outputs)
+
+
+def hard_nms_fixed(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: float, score_threshold: float,
+                   max_outputs: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Hard NMS per image (and group) with fixed-shape outputs: the traceable hard path.
+
+    Inputs: ``boxes [B, C, 4]`` xyxy, ``scores [B, C]`` sorted best first (as :class:`CandidateSource`
+    gives them), optional ``groups [B, C]`` int. Same result as :func:`~efficientdet.ops.nms.greedy_nms`
+    with ``sigma = 0``. Returns ``indices [B, D]`` int64 into ``C``, ``scores [B, D]`` and ``counts [B]``;
+    slots ``>= counts[b]`` hold index 0 and score 0.
+    """
+    kept = hard_nms_mask(boxes, scores, groups, iou_threshold) & (scores > score_threshold)
+    indices, valid, counts = first_kept(kept, max_outputs)
+    return indices, scores.gather(1, indices) * valid, counts
+
+
+def _select(source: CandidateSource, cfg: PostprocessConfig) -> tuple[Candidates, Tensor, Tensor, Tensor]:
     """NMS: the candidates used, ``indices [B, D]`` into them, ``scores [B, D]`` and ``counts [B]``."""
     d, soft = cfg.max_detections, cfg.nms == "soft"
     sigma = cfg.soft_nms_sigma if soft else 0.0
@@ -182,8 +232,10 @@ def _select(source: _Source, cfg: PostprocessConfig) -> tuple[_Candidates, Tenso
     while True:
         cand = source.take(p)
         groups = cand.label if class_aware else None
-        if soft or tracing:
+        if soft:
             idx, scores, counts = greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, sigma, threshold, groups)
+        elif tracing:
+            idx, scores, counts = hard_nms_fixed(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d)
         else:
             idx, scores, counts = _hard_nms_padded(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d)
         if p == c:
@@ -231,7 +283,7 @@ def postprocess_padded(
         clip_to = torch.tensor(input_size or input_size_from_anchors(anchors), dtype=torch.float32).expand(b, 2)
     clip_to = clip_to.to(anchors.device)[:, None, :]  # [B, 1, 2]: (H, W) in input pixels
 
-    cand, keep, out_scores, counts = _select(_Source(outputs, anchors, cfg, clip_to), cfg)
+    cand, keep, out_scores, counts = _select(CandidateSource(outputs, anchors, cfg, clip_to), cfg)
     out_boxes = cand.boxes.gather(1, keep[..., None].expand(-1, -1, 4))
     out_labels = cand.label.gather(1, keep)
     if cfg.mode == "global":  # the official code clips after NMS
@@ -269,4 +321,16 @@ def postprocess(
     return [Detections(boxes[i, :n], scores[i, :n], labels[i, :n], label_names) for i, n in enumerate(counts.tolist())]
 
 
-__all__ = ["PAD_LABEL", "PREFIX_MIN", "MODES", "NMS_METHODS", "postprocess", "postprocess_padded"]
+__all__ = [
+    "PAD_LABEL",
+    "PREFIX_MIN",
+    "MODES",
+    "NMS_METHODS",
+    "Candidates",
+    "CandidateSource",
+    "hard_nms_mask",
+    "first_kept",
+    "hard_nms_fixed",
+    "postprocess",
+    "postprocess_padded",
+]

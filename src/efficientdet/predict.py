@@ -175,21 +175,55 @@ class Backend(ABC):
             raise ConfigError(f"max_detections must be >= 1, got {postprocess.max_detections}")
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes accepted for ``compile`` (``reduce-overhead`` records CUDA graphs on GPUs)."""
+
+
+def resolve_optimize(optimize: bool | None, device: torch.device) -> bool:
+    """Whether :class:`TorchBackend` runs :func:`~efficientdet.fast.optimize_for_inference` (``None``: auto).
+
+    Auto turns it on for the CPU, where it was measured to be faster with the same results
+    (``benchmarks/README.md``); elsewhere it is an explicit choice until measured there.
+    """
+    return device.type == "cpu" if optimize is None else bool(optimize)
+
+
 class TorchBackend(Backend):
     """An :class:`EfficientDet` in PyTorch on ``device`` in ``dtype`` (post-processing in float32).
 
-    ``channels_last`` runs the network in NHWC memory format; ``compile`` wraps it in ``torch.compile``.
+    Args:
+        model: the detector. Without ``optimize`` it is moved to ``device`` / ``dtype`` and used as is; with
+            it, a faster copy is used and ``model`` stays as it was.
+        optimize: run :func:`~efficientdet.fast.optimize_for_inference` (BatchNorm folded into the convs,
+            copy-free TF-SAME padding, fixed fusion weights; the same outputs to ~1e-6). ``None``: on for the
+            CPU (see :func:`resolve_optimize`).
+        channels_last: NHWC memory format; ``None``: on when optimizing.
+        compile: ``torch.compile`` the network: ``True`` (the default mode) or a mode from
+            :data:`COMPILE_MODES` (``reduce-overhead`` uses CUDA graphs on GPUs). The first call of each
+            input shape compiles (tens of seconds to minutes); :meth:`warmup` does it ahead.
     """
 
     def __init__(self, model: EfficientDet, device: str | torch.device = "auto", dtype: str | torch.dtype = torch.float32,
-                 channels_last: bool = False, compile: bool = False) -> None:
+                 channels_last: bool | None = None, compile: bool | str = False, optimize: bool | None = None) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
-        self.channels_last = channels_last
+        self.optimize = resolve_optimize(optimize, self.device)
+        self.channels_last = self.optimize if channels_last is None else bool(channels_last)
+        if isinstance(compile, str) and compile not in COMPILE_MODES:
+            raise ConfigError(f"compile={compile!r} is not a torch.compile mode; use True or one of {', '.join(COMPILE_MODES)}")
+        self.compile = compile
+        if self.optimize:
+            from efficientdet.fast import optimize_for_inference
+
+            # fold in the model's own (float32) precision, then cast
+            model = optimize_for_inference(model, channels_last=False)
         self.model = model.eval().to(device=self.device, dtype=self.dtype)
-        if channels_last:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self._forward: Any = torch.compile(self.model) if compile else self.model
+        self._forward: Any = self.model
+        if compile:
+            mode = None if compile is True or compile == "default" else compile
+            self._forward = torch.compile(self.model, mode=mode, dynamic=False)
         config: DetectorConfig = model.config
         self.name = config.name
         self.label_names = config.label_names
@@ -197,6 +231,20 @@ class TorchBackend(Backend):
         self.num_classes = config.num_classes
         self.preprocess = config.preprocess
         self.postprocess = config.postprocess
+
+    def warmup(self, batch_size: int = 1) -> float:
+        """Run the network once on a zero batch of the input size (compiling it when ``compile``); returns seconds."""
+        import time
+
+        size = (int(self.preprocess.image_size[0]), int(self.preprocess.image_size[1]))
+        pixels = torch.zeros(batch_size, 3, *size, device=self.device, dtype=self.dtype)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        start = time.perf_counter()
+        self.network(pixels)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
 
     def prepare(self, images: Sequence[Tensor]) -> ImageBatch:
         """Letterboxed, normalised network input on the device, in the network's dtype and memory format."""
@@ -231,17 +279,40 @@ class TorchBackend(Backend):
         return out
 
 
+def session_options(threads: int | None = None, spinning: bool | None = None) -> Any:
+    """onnxruntime session options for low latency: every graph optimisation, sequential execution, one
+    inter-op thread and ``threads`` intra-op threads (``None``: onnxruntime's default, the physical cores).
+
+    ``spinning``: whether idle worker threads busy-wait for work (lower latency on an otherwise idle
+    machine, wasted cores on a shared one). ``None`` follows ``OMP_WAIT_POLICY`` as PyTorch's OpenMP
+    threads do: ``PASSIVE`` (the CLI's default) turns it off.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    if spinning is None:
+        spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
+
+
 class OnnxRuntimeBackend(Backend):
     """A file from :func:`~efficientdet.export.export_model` run by onnxruntime (post-processing in the graph).
 
     Letterboxing runs here (as ``uint8``, the graph input); the graph normalises, detects and runs NMS. The
     NMS method and its candidates are fixed at export: a stricter ``score_threshold``, fewer
     ``max_detections`` and a class filter are applied to the graph's output; another ``nms`` or more
-    detections need a new export.
+    detections need a new export. Session settings: :func:`session_options`.
     """
 
     def __init__(self, path: str | os.PathLike[str], device: str | torch.device = "auto",
-                 threads: int | None = None, providers: Sequence[str] | None = None) -> None:
+                 threads: int | None = None, providers: Sequence[str] | None = None,
+                 spinning: bool | None = None) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -255,10 +326,7 @@ class OnnxRuntimeBackend(Backend):
             wants_cuda = resolve_device(device).type == "cuda" if device != "auto" else True
             providers = [p for p in ("CUDAExecutionProvider",) if wants_cuda and p in available]
             providers.append("CPUExecutionProvider")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(self.path), options, providers=list(providers))
+        self.session = ort.InferenceSession(str(self.path), session_options(threads, spinning), providers=list(providers))
         meta = self.session.get_modelmeta().custom_metadata_map
         required = ("image_size", "mean", "std", "postprocess")
         if any(k not in meta for k in required):
@@ -335,6 +403,23 @@ class OnnxRuntimeBackend(Backend):
         return out
 
 
+BACKENDS = ("torch", "onnxruntime")
+"""Inference engines :class:`Predictor` can build from a model (``backend=``)."""
+
+
+def _exported_backend(model: EfficientDet, device: str | torch.device, threads: int | None, nms: str | None,
+                      max_detections: int | None) -> OnnxRuntimeBackend:
+    """``model`` exported to a temporary ONNX file (hard or soft NMS inside) and loaded by onnxruntime."""
+    import tempfile
+
+    from efficientdet.export import export_model
+
+    log.info("exporting %s to ONNX for onnxruntime (once per Predictor)", model.config.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_model(model, Path(tmp) / "model.onnx", "onnx", nms=nms, max_detections=max_detections)
+        return OnnxRuntimeBackend(path, device, threads)  # the session holds the graph: the file may go
+
+
 def _as_list(images: Any) -> list[Any]:
     """One image, a list / tuple of images, or a ``[B, 3, H, W]`` tensor -> a list of single images."""
     if isinstance(images, Tensor) and images.ndim == 4:
@@ -357,7 +442,15 @@ class Predictor:
         dtype: network dtype (``float32``, ``float16``, ``bfloat16``); post-processing runs in float32.
         score_threshold / max_detections / nms: override the model's post-processing (``None`` keeps it).
         classes: detect only these classes (names or indices).
-        channels_last / compile: NHWC memory format / ``torch.compile`` for the network.
+        backend: ``"torch"`` (:class:`TorchBackend`, default) or ``"onnxruntime"``
+            (:class:`OnnxRuntimeBackend`; a model that is not an ``.onnx`` file is exported first, with the
+            ``nms`` / ``max_detections`` given here, which takes a while: tens of seconds for D0). An
+            ``.onnx`` file always runs with onnxruntime.
+        optimize: PyTorch backend: run the inference copy of :func:`~efficientdet.fast.optimize_for_inference`
+            (same outputs, faster). ``None`` (default): on for the CPU.
+        channels_last / compile: NHWC memory format (``None``: with ``optimize``) / ``torch.compile`` the
+            network (``True`` or a mode, see :class:`TorchBackend`).
+        threads: onnxruntime intra-op threads (``None``: its default). PyTorch uses ``torch.set_num_threads``.
         batch_size: images per forward pass.
         pretrained: with a model name, load its published weights (default) or keep random ones.
     """
@@ -373,17 +466,23 @@ class Predictor:
         classes: Iterable[int | str] | int | str | None = None,
         max_detections: int | None = None,
         nms: str | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
+        channels_last: bool | None = None,
+        compile: bool | str = False,
         batch_size: int = 8,
         pretrained: bool = True,
+        backend: str = "torch",
+        optimize: bool | None = None,
+        threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend={backend!r} is unknown; use one of {', '.join(BACKENDS)}")
+        engine: Backend
         if isinstance(model_or_name, Backend):
-            backend = model_or_name
+            engine = model_or_name
         elif isinstance(model_or_name, (str, os.PathLike)) and str(model_or_name).endswith(".onnx"):
-            backend = OnnxRuntimeBackend(model_or_name, device)
+            engine = OnnxRuntimeBackend(model_or_name, device, threads)
         else:
             if (checkpoint is None and isinstance(model_or_name, (str, os.PathLike))
                     and Path(model_or_name).suffix in CHECKPOINT_SUFFIXES and Path(model_or_name).is_file()):
@@ -401,8 +500,11 @@ class Predictor:
             else:
                 name = None if model_or_name is None else str(model_or_name)
                 model = load_model(name, checkpoint, pretrained=pretrained)
-            backend = TorchBackend(model, device, dtype, channels_last, compile)
-        self.backend = backend
+            if backend == "onnxruntime":
+                engine = _exported_backend(model, device, threads, nms, max_detections)
+            else:
+                engine = TorchBackend(model, device, dtype, channels_last, compile, optimize)
+        self.backend = engine
         self.batch_size = int(batch_size)
         changes: dict[str, Any] = {}
         if score_threshold is not None:
@@ -413,9 +515,9 @@ class Predictor:
             changes["max_detections"] = int(max_detections)
         if nms is not None:
             changes["nms"] = nms
-        self.postprocess = dataclasses.replace(backend.postprocess, **changes)
-        backend.check(self.postprocess)
-        self.classes = resolve_classes(classes, backend.label_names, backend.num_classes)
+        self.postprocess = dataclasses.replace(engine.postprocess, **changes)
+        engine.check(self.postprocess)
+        self.classes = resolve_classes(classes, engine.label_names, engine.num_classes)
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike[str], *, device: str | torch.device = "auto", threads: int | None = None,
@@ -485,11 +587,15 @@ def predict(images: ImageInput | Sequence[ImageInput], model: str | os.PathLike[
 
 __all__ = [
     "DTYPES",
+    "BACKENDS",
+    "COMPILE_MODES",
     "CHECKPOINT_SUFFIXES",
     "resolve_device",
     "resolve_dtype",
     "load_model",
     "resolve_classes",
+    "resolve_optimize",
+    "session_options",
     "Backend",
     "TorchBackend",
     "OnnxRuntimeBackend",

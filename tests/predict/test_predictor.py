@@ -75,7 +75,9 @@ def assert_same_rows(det, rows: torch.Tensor) -> None:
 def test_predictions_match_effdet_in_original_pixels_for_mixed_inputs(effdet_pair):
     ref, ours = effdet_pair
     images = mixed_images()
-    dets = Predictor(ours, device="cpu", batch_size=2)(images)
+    # optimize=False: the plain network repeats effdet's float operations one for one (~1e-5 apart); the
+    # optimised copy rounds differently (BatchNorm folded) and is checked against the plain one in tests/test_fast.py
+    dets = Predictor(ours, device="cpu", batch_size=2, optimize=False)(images)
     expected = effdet_detections(ref, ours.config.preprocess, images)
     assert len(dets) == len(images)
     for det, rows in zip(dets, expected, strict=True):

@@ -18,8 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                            "model's")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch backend: BatchNorm folded into the convs, copy-free TF padding (same outputs; "
+                        "default: on for the CPU)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory format (default: with --optimize)")
+    p.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile the network (optional mode; reduce-overhead uses CUDA graphs on GPUs)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="onnxruntime exports the model to a temporary ONNX file first (or give --onnx)")
     p.add_argument("--onnx", help="with --backend onnxruntime: an exported file to time")
@@ -46,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --model NAME and/or --checkpoint FILE to benchmark")
     results = benchmark(args.model, batch_sizes=args.batch_sizes, image_size=size, device=args.device,
                         dtype=args.dtype, channels_last=args.channels_last, compile=args.compile,
-                        backend=args.backend, threads=args.threads, warmup=args.warmup, iters=args.iters,
+                        optimize=args.optimize, backend=args.backend, threads=args.threads, warmup=args.warmup, iters=args.iters,
                         stages=args.stages, onnx_path=args.onnx, pretrained=args.pretrained,
                         checkpoint=args.checkpoint)
     if not args.json:
