@@ -185,3 +185,12 @@ def test_predictor_detections_do_not_change_with_optimize():
         torch.testing.assert_close(b.boxes, a.boxes, rtol=0, atol=1e-2)
         assert torch.equal(a.labels, b.labels)
     assert Predictor(model, device="cpu").backend.optimize  # on by default on the CPU
+
+
+@pytest.mark.parametrize("method", ["fastattn", "attn"])
+def test_onnx_shaped_copy_gives_the_same_outputs(method):
+    """``for_onnx``: fusion weights as 1 x 1 depthwise convolutions (what export_model exports)."""
+    model = tiny_model(fpn__weight_method=method)
+    fast = optimize_for_inference(model, channels_last=False, for_onnx=True)
+    assert all(node.weights_as_conv for node in fast.fpn.modules() if hasattr(node, "weights_as_conv"))
+    assert_same_outputs(model, fast, [(128, 128), (96, 160)])

@@ -113,7 +113,10 @@ class DetectionGraph(nn.Module):
 
     ``forward`` returns ``(boxes [B, D, 4] float32 xyxy input pixels, scores [B, D] float32, labels [B, D]
     int64 with -1 padding, num_detections [B] int64)``. Boxes are clipped to the input size (the graph does
-    not know the original image size). ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
+    not know the original image size): in ``topk`` mode, where boxes are clipped before NMS, a box reaching
+    into the letterbox padding keeps its part in the padding, so NMS around the image's far edge can differ
+    slightly from :func:`~efficientdet.postprocess.postprocess`, which clips to the image (measured: 2 of
+    800 detections on 8 photos; ``benchmarks/compare_effdet.py``). ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
     (set by :func:`export_model`; runs eagerly too, through torchvision).
     """
 
@@ -327,6 +330,7 @@ def export_model(
     score_threshold: float | None = None,
     opset: int = DEFAULT_OPSET,
     exporter: str = "auto",
+    optimize: bool = True,
 ) -> Path:
     """Export ``model`` with normalisation, decoding and NMS inside (see the module docstring for the graph).
 
@@ -340,6 +344,9 @@ def export_model(
         nms / max_detections / score_threshold: override the model's post-processing (``hard`` / ``soft``).
         opset: ONNX opset (>= 17).
         exporter: ONNX exporter, see :data:`ONNX_EXPORTERS`.
+        optimize: export the inference copy of :func:`~efficientdet.fast.optimize_for_inference` (BatchNorm
+            folded, copy-free TF padding, fixed fusion weights; same outputs to float rounding, a smaller
+            and faster graph) instead of the model as built.
 
     Returns the path written.
     """
@@ -359,6 +366,10 @@ def export_model(
         exporter = "torchscript" if cfg.nms == "soft" else "dynamo"
     # A float32 copy without gradients: the user's model stays as it is, the graph records no autograd.
     model = copy.deepcopy(model).float().eval().requires_grad_(False)
+    if optimize:
+        from efficientdet.fast import optimize_for_inference
+
+        model = optimize_for_inference(model, channels_last=False, for_onnx=format == "onnx")
     graph = DetectionGraph(model, size, cfg, onnx_nms=format == "onnx").eval()
     device = next(model.parameters()).device
     example = torch.zeros(fixed_batch or 2, 3, *size, dtype=torch.uint8, device=device)

@@ -80,8 +80,9 @@ class TfSameConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        ph, skip_h = _symmetric(x.shape[-2], kh, sh, dh)
-        pw, skip_w = _symmetric(x.shape[-1], kw, sw, dw)
+        # int(): a traced size becomes a constant (exported graphs have a fixed image size)
+        ph, skip_h = _symmetric(int(x.shape[-2]), kh, sh, dh)
+        pw, skip_w = _symmetric(int(x.shape[-1]), kw, sw, dw)
         y = F.conv2d(x, self.weight, self.bias, self.stride, (ph, pw), self.dilation, self.groups)
         if skip_h or skip_w:
             y = y[:, :, skip_h:, skip_w:]
@@ -112,8 +113,8 @@ class TfSameMaxPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        ph = same_padding(x.shape[-2], kh, sh)[0]
-        pw = same_padding(x.shape[-1], kw, sw)[0]
+        ph = same_padding(int(x.shape[-2]), kh, sh)[0]
+        pw = same_padding(int(x.shape[-1]), kw, sw)[0]
         return F.max_pool2d(x, self.kernel_size, self.stride, (ph, pw), 1, True)
 
 
@@ -242,8 +243,9 @@ class FastFusionNode(nn.Module):
     [B, C, H, W]``.
     """
 
-    def __init__(self, node: FusionNode) -> None:
+    def __init__(self, node: FusionNode, weights_as_conv: bool = False) -> None:
         super().__init__()
+        self.weights_as_conv = weights_as_conv
         self.inputs = node.inputs
         self.level = node.level
         self.resample = node.resample
@@ -261,6 +263,11 @@ class FastFusionNode(nn.Module):
             x = xs[0] if len(xs) == 1 else xs[0] + xs[1]
             for other in xs[2:]:
                 x = x.add_(other)
+        elif self.weights_as_conv:
+            # w * x as a 1 x 1 depthwise convolution (same products): exported graphs keep convolutions in
+            # onnxruntime's blocked layout, where a Mul by a scalar costs two layout conversions
+            c = int(xs[0].shape[1])
+            x = sum(F.conv2d(xi, xi.new_full((c, 1, 1, 1), w), None, 1, 0, 1, c) for xi, w in zip(xs, self.weights))
         else:
             x = xs[0] * self.weights[0]
             for other, w in zip(xs[1:], self.weights[1:]):
@@ -314,8 +321,12 @@ def _head_is_foldable(head: Head) -> bool:
     return convs_ok and all(_is_foldable_norm(n) for norms in head.norms for n in norms)
 
 
-def fold_detector_norms(model: EfficientDet) -> int:
-    """Fold the BatchNorms of the pyramid and the heads of ``model`` (eval mode) in place; returns the count."""
+def fold_detector_norms(model: EfficientDet, weights_as_conv: bool = False) -> int:
+    """Fold the BatchNorms of the pyramid and the heads of ``model`` (eval mode) in place; returns the count.
+
+    ``weights_as_conv``: the pyramid's fusion weights as 1 x 1 depthwise convolutions (see
+    :class:`FastFusionNode`), for export to onnxruntime.
+    """
     count = 0
     for name, module in list(model.fpn.named_modules()):
         if isinstance(module, Resample) and module.conv is not None and module.norm is not None:
@@ -324,7 +335,7 @@ def fold_detector_norms(model: EfficientDet) -> int:
                 module.norm = None
                 count += 1
         elif isinstance(module, FusionNode):
-            _set_submodule(model.fpn, name, FastFusionNode(module))
+            _set_submodule(model.fpn, name, FastFusionNode(module, weights_as_conv))
             count += 1
     for attr in ("class_head", "box_head"):
         head = getattr(model, attr)
@@ -375,11 +386,13 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def optimize_for_inference(model: EfficientDet, *, fold_norms: bool = True, static_padding: bool = True,
-                           channels_last: bool = True) -> EfficientDet:
+                           channels_last: bool = True, for_onnx: bool = False) -> EfficientDet:
     """A faster inference copy of ``model`` (see the module docstring); ``model`` is not changed.
 
     ``forward(images [B, 3, H, W]) -> HeadOutputs`` as before, for any input size, in eval mode without
     gradients. Feed it ``channels_last`` inputs when ``channels_last`` is on (other inputs work, slower).
+    ``for_onnx``: shape the graph for onnxruntime rather than eager PyTorch (fusion weights as
+    convolutions, see :class:`FastFusionNode`); what :func:`~efficientdet.export.export_model` exports.
     """
     if not isinstance(model, EfficientDet):
         raise TypeError(f"optimize_for_inference expects an EfficientDet, got {type(model).__name__}")
@@ -388,7 +401,7 @@ def optimize_for_inference(model: EfficientDet, *, fold_norms: bool = True, stat
         replace_same_padding(fast)
     if fold_norms:
         fold_backbone_norms(fast.backbone)
-        fold_detector_norms(fast)
+        fold_detector_norms(fast, weights_as_conv=for_onnx)
     replace_squeeze_excite(fast.backbone)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
