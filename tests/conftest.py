@@ -12,7 +12,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+# The official-TF fixtures: $EFFICIENTDET_REFERENCE, else ../shared/reference next to the checkout, else the
+# project's shared folder (a clone elsewhere, e.g. CI's fresh clone, still finds them).
+_CANDIDATES = [Path(p) for p in (os.environ.get("EFFICIENTDET_REFERENCE"),) if p] + [
+    REPO_ROOT.parent / "shared" / "reference",
+    Path("/work/shared/reference"),
+]
+SHARED_REFERENCE = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
 
 
 @pytest.fixture(autouse=True)
@@ -25,5 +31,6 @@ def _seed():
 def reference_dir() -> Path:
     """The official-TF fixtures (``../shared/reference``); tests that need them skip when absent."""
     if not SHARED_REFERENCE.is_dir():
-        pytest.skip(f"reference fixtures not found at {SHARED_REFERENCE}")
+        pytest.skip(f"reference fixtures not found (looked in {', '.join(map(str, _CANDIDATES))}; "
+                    "set EFFICIENTDET_REFERENCE)")
     return SHARED_REFERENCE

@@ -26,6 +26,7 @@ _EXPORTS = {
     "ImageBatch": "efficientdet.structures",
     "Targets": "efficientdet.structures",
     "Predictor": "efficientdet.predict",
+    "optimize_for_inference": "efficientdet.fast",
     "draw_detections": "efficientdet.visualize",
 }
 
