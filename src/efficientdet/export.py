@@ -85,6 +85,7 @@ from efficientdet.postprocess import (
     CandidateSource,
     first_kept,
     hard_nms_mask,
+    override,
     postprocess_padded,
 )
 from efficientdet.structures import HeadOutputs
@@ -260,20 +261,8 @@ def _onnx_translation(opset: int) -> dict[Any, Any]:
 def export_config(config: DetectorConfig, *, nms: str | None = None, max_detections: int | None = None,
                   score_threshold: float | None = None, iou_threshold: float | None = None) -> PostprocessConfig:
     """The post-processing baked into an export: the model's, with the given changes (``None`` keeps a value)."""
-    changes: dict[str, Any] = {}
-    if nms is not None:
-        changes["nms"] = nms
-    if max_detections is not None:
-        if max_detections < 1:
-            raise ConfigError(f"max_detections must be >= 1, got {max_detections}")
-        changes["max_detections"] = int(max_detections)
-    if score_threshold is not None:
-        if not 0.0 <= score_threshold < 1.0:
-            raise ConfigError(f"score_threshold must be in [0, 1), got {score_threshold}")
-        changes["score_threshold"] = float(score_threshold)
-    if iou_threshold is not None:
-        changes["iou_threshold"] = float(iou_threshold)
-    cfg = dataclasses.replace(config.postprocess, **changes)
+    cfg = override(config.postprocess, nms=nms, max_detections=max_detections, score_threshold=score_threshold,
+                   iou_threshold=iou_threshold)
     if cfg.nms not in NMS_METHODS:
         raise ConfigError(f"nms={cfg.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
     return cfg

@@ -22,6 +22,7 @@ score left out). While tracing for export, NMS runs once on all candidates (fixe
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -44,6 +45,27 @@ PREFIX_MIN = 256
 
 MODES = ("topk", "global")
 NMS_METHODS = ("hard", "soft")
+
+
+def override(cfg: PostprocessConfig, *, nms: str | None = None, max_detections: int | None = None,
+             score_threshold: float | None = None, iou_threshold: float | None = None) -> PostprocessConfig:
+    """``cfg`` with the given settings changed (``None`` keeps a value), each checked with a clear error."""
+    changes: dict[str, object] = {}
+    if nms is not None:
+        if nms not in NMS_METHODS:
+            raise ConfigError(f"nms={nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
+        changes["nms"] = nms
+    if max_detections is not None:
+        if max_detections < 1:
+            raise ConfigError(f"max_detections must be >= 1, got {max_detections}")
+        changes["max_detections"] = int(max_detections)
+    if score_threshold is not None:
+        if not 0.0 <= score_threshold < 1.0:
+            raise ConfigError(f"score_threshold must be in [0, 1), got {score_threshold}")
+        changes["score_threshold"] = float(score_threshold)
+    if iou_threshold is not None:
+        changes["iou_threshold"] = float(iou_threshold)
+    return dataclasses.replace(cfg, **changes)
 
 
 def _check(outputs: HeadOutputs, anchors: Tensor, cfg: PostprocessConfig) -> None:
@@ -328,6 +350,7 @@ __all__ = [
     "NMS_METHODS",
     "Candidates",
     "CandidateSource",
+    "override",
     "hard_nms_mask",
     "first_kept",
     "hard_nms_fixed",

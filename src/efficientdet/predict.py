@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import logging
@@ -41,7 +40,7 @@ from efficientdet.data.preprocess import ImageInput, fill_values, letterbox, pre
 from efficientdet.errors import ConfigError
 from efficientdet.modeling.detector import EfficientDet
 from efficientdet.ops.boxes import clip_boxes
-from efficientdet.postprocess import NMS_METHODS
+from efficientdet.postprocess import NMS_METHODS, override
 from efficientdet.postprocess import postprocess as decode_detections
 from efficientdet.structures import Detections, HeadOutputs, ImageBatch
 
@@ -506,16 +505,8 @@ class Predictor:
                 engine = TorchBackend(model, device, dtype, channels_last, compile, optimize)
         self.backend = engine
         self.batch_size = int(batch_size)
-        changes: dict[str, Any] = {}
-        if score_threshold is not None:
-            if not 0.0 <= score_threshold < 1.0:
-                raise ConfigError(f"score_threshold must be in [0, 1), got {score_threshold}")
-            changes["score_threshold"] = float(score_threshold)
-        if max_detections is not None:
-            changes["max_detections"] = int(max_detections)
-        if nms is not None:
-            changes["nms"] = nms
-        self.postprocess = dataclasses.replace(engine.postprocess, **changes)
+        self.postprocess = override(engine.postprocess, nms=nms, max_detections=max_detections,
+                                    score_threshold=score_threshold)
         engine.check(self.postprocess)
         self.classes = resolve_classes(classes, engine.label_names, engine.num_classes)
 
