@@ -199,7 +199,7 @@ class TorchBackend(Backend):
         channels_last: NHWC memory format; ``None``: on when optimizing.
         compile: ``torch.compile`` the network: ``True`` (the default mode) or a mode from
             :data:`COMPILE_MODES` (``reduce-overhead`` uses CUDA graphs on GPUs). The first call of each
-            input shape compiles (tens of seconds to minutes); :meth:`warmup` does it ahead.
+            input shape compiles (tens of seconds to minutes).
     """
 
     def __init__(self, model: EfficientDet, device: str | torch.device = "auto", dtype: str | torch.dtype = torch.float32,
@@ -230,20 +230,6 @@ class TorchBackend(Backend):
         self.num_classes = config.num_classes
         self.preprocess = config.preprocess
         self.postprocess = config.postprocess
-
-    def warmup(self, batch_size: int = 1) -> float:
-        """Run the network once on a zero batch of the input size (compiling it when ``compile``); returns seconds."""
-        import time
-
-        size = (int(self.preprocess.image_size[0]), int(self.preprocess.image_size[1]))
-        pixels = torch.zeros(batch_size, 3, *size, device=self.device, dtype=self.dtype)
-        if self.channels_last:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        start = time.perf_counter()
-        self.network(pixels)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter() - start
 
     def prepare(self, images: Sequence[Tensor]) -> ImageBatch:
         """Letterboxed, normalised network input on the device, in the network's dtype and memory format."""
