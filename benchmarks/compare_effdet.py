@@ -11,10 +11,13 @@ divided by the runner's (above 1: faster than effdet).
   ``Predictor`` (optimised PyTorch, the CPU default), ``Predictor(optimize=False)``, onnxruntime backend.
   The letterboxes differ (PIL's antialiased resize vs the TF-style one; effdet pads lite models with 0, we
   with the mean), so each runner is checked against ``DetBenchPredict`` fed the pixels that runner uses.
-- ``matmul``: float32 ``n^3`` matmul GFLOP/s at the same thread count: the floor ``2 * MACs / GFLOP/s``
-  per image (runs before ``network``, which reports against it).
+- ``matmul``: float32 ``n^3`` matmul GFLOP/s at the same thread count (``--matmul-size``). With this
+  section on, ``network`` also times that matmul in its own interleaved rounds and reports each runner
+  against the floor ``2 * MACs / GFLOP/s`` measured there (same machine load as the runners).
 - ``network``: normalised photos -> raw head outputs: effdet, ours, ours channels_last, ours
-  ``optimize_for_inference`` (channels_last input); achieved GFLOP/s and time / floor.
+  ``optimize_for_inference`` (channels_last input), and that network exported to ONNX (the graph
+  ``export_model`` writes, without pre- and post-processing) in onnxruntime; achieved GFLOP/s and
+  time / floor.
 - ``train``: one SGD step (forward, loss, backward, step) of ``--train-model`` at ``--train-batch``: effdet's
   ``DetBenchTrain`` vs our model (channels_last, as our trainer) + ``DetectionLoss``; losses checked first.
 - ``postprocess``: ``benchmarks/postprocess.py``'s inputs and runners (D0, 90 classes).
@@ -79,6 +82,7 @@ PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycl
 # rounding, amplified by the random network: ~1e-2 px and ~1e-4 are typical for the BN-folded path). A few
 # rows may differ where two candidates tie to float32 precision (at the 100-detection cut or an IoU of 0.5).
 BOX_TOL, SCORE_TOL, MAX_DIFFERING = 0.5, 1e-3, 0.02  # px in the original image, sigmoid score, fraction of rows
+MATMUL = "matmul (floor)"  # the matmul timed among the network runners
 NETWORK_TOL, LOSS_RTOL, CL_LOSS_RTOL = 1e-3, 1e-4, 1e-2  # relative
 
 ROWS: list[dict[str, Any]] = []  # every timing, for the JSON line
@@ -351,30 +355,89 @@ def matmul_gflops(n: int, repeats: int) -> float:
     return 2 * n**3 / seconds / 1e9
 
 
-def run_network(pair: dict[str, Any], batches: list[int], repeats: int, gflops: float | None) -> None:
+class _HeadTensors(torch.nn.Module):
+    """An inference model with plain tensor outputs ``(cls_logits, box_deltas)``, for ONNX export."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(x)
+        return out.cls_logits, out.box_deltas
+
+
+def onnxruntime_network(model: torch.nn.Module, x: torch.Tensor, threads: int) -> Callable[[torch.Tensor], Any] | None:
+    """``model``'s network (``optimize_for_inference(for_onnx=True)``, as ``export_model`` exports it) in
+    onnxruntime for inputs shaped like ``x``: ``run(x) -> HeadOutputs``; None when onnx / onnxruntime are missing."""
+    import tempfile
+
+    from efficientdet.predict import session_options
+    from efficientdet.structures import HeadOutputs
+
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        print(f"  note: onnxruntime network runner skipped: {err}")
+        return None
+    logging.getLogger("onnx_ir").setLevel(logging.ERROR)
+    graph = _HeadTensors(optimize_for_inference(model, for_onnx=True, channels_last=False)).eval()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = os.path.join(tmp, "network.onnx")
+        torch.onnx.export(graph, (x,), path, dynamo=True, verbose=False)
+        session = ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(pixels: torch.Tensor) -> HeadOutputs:
+        cls, box = session.run(None, {name: pixels.numpy()})
+        return HeadOutputs(torch.from_numpy(cls), torch.from_numpy(box))
+
+    return run
+
+
+def run_network(pair: dict[str, Any], batches: list[int], repeats: int, matmul_size: int | None, threads: int) -> None:
+    """Head outputs checked against effdet's, then every runner timed. With ``matmul_size``, an
+    ``n^3`` float32 matmul is timed in the same interleaved rounds: the floor of each batch is the
+    model's FLOPs at that rate (so the floor sees the same machine load as the runners)."""
     name, ref, ours, macs = pair["name"], pair["effdet"], pair["ours"], pair["macs"]
     ours_cl = copy.deepcopy(ours).to(memory_format=torch.channels_last)
     fast = optimize_for_inference(ours)  # channels_last by default
-    floor_s = 2 * macs / (gflops * 1e9) if gflops else None
+    if matmul_size:
+        a, c = torch.randn(matmul_size, matmul_size), torch.randn(matmul_size, matmul_size)
+        product = torch.empty(matmul_size, matmul_size)
     for b in batches:
         x = photo_batch(pair, b)
         xcl = x.contiguous(memory_format=torch.channels_last)
         runs = {"effdet": lambda x=x: ref(x), "ours-plain": lambda x=x: ours(x),
                 "ours-plain-cl": lambda x=xcl: ours_cl(x), "ours-optimized-cl": lambda x=xcl: fast(x)}
+        ort_run = onnxruntime_network(ours, x, threads)
+        if ort_run is not None:
+            runs["ours-onnxruntime"] = lambda x=x, run=ort_run: run(x)
+        checked = [r for r in runs if r != "effdet"]  # (before the matmul joins the rounds)
         with torch.inference_mode():
-            for runner in ("ours-plain", "ours-plain-cl", "ours-optimized-cl"):
+            for runner in checked:
                 diff = head_diff(ref, runs[runner](), x)
                 CHECKS[f"network/{name}/b{b}/{runner}"] = diff
                 if diff > NETWORK_TOL:
                     raise Mismatch(f"{name} {runner}: head outputs differ from effdet's by {diff:.3g} (relative)")
             print(f"  check {name} batch {b}: head outputs vs effdet, max |diff| / max |effdet|: " + ", ".join(
-                f"{r} {CHECKS[f'network/{name}/b{b}/{r}']:.1e}" for r in ("ours-plain", "ours-plain-cl", "ours-optimized-cl")))
+                f"{r} {CHECKS[f'network/{name}/b{b}/{r}']:.1e}" for r in checked))
+            if matmul_size:
+                runs[MATMUL] = lambda: torch.mm(a, c, out=product)
             medians = timed(runs, repeats, b)
+        floor_s = None
+        if matmul_size:
+            gflops = 2 * matmul_size**3 / (medians.pop(MATMUL) * b) / 1e9
+            floor_s = 2 * macs / (gflops * 1e9)
+            CHECKS[f"network/{name}/b{b}/matmul_gflop_s"] = gflops
         record("network", name, b, medians, floor_s=floor_s, macs=macs)
         if floor_s:
             best = min((s, r) for r, s in medians.items() if r != "effdet")
+            torch_best = min((s, r) for r, s in medians.items() if r.startswith("ours-") and r != "ours-onnxruntime")
             print(f"  {name} batch {b}: network within {best[0] / floor_s:.1f}x of the matmul floor "
-                  f"({best[1]}; effdet {medians['effdet'] / floor_s:.1f}x; floor {floor_s * 1e3:.2f} ms/image)")
+                  f"({best[1]}; best PyTorch runner {torch_best[0] / floor_s:.1f}x; effdet {medians['effdet'] / floor_s:.1f}x; "
+                  f"floor {floor_s * 1e3:.2f} ms/image at {gflops:.1f} GFLOP/s, matmul timed in the same rounds)")
 
 
 def random_targets(batch: int, size: tuple[int, int], num_classes: int, seed: int = 0) -> list[Targets]:
@@ -533,7 +596,7 @@ def main() -> None:
     if "network" in sections:
         print("\n-- network: checking head outputs, then timing")
         for pair in pairs:
-            run_network(pair, batches, repeats, gflops)
+            run_network(pair, batches, repeats, args.matmul_size if "matmul" in sections else None, args.threads)
         print_table("network", "network only: normalised input -> head outputs (per image; x_floor = time / floor)")
     if "train" in sections:
         name, size = parse_model(args.train_model)

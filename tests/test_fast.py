@@ -14,6 +14,7 @@ from timm.layers.pool2d_same import MaxPool2dSame
 
 from efficientdet import create_model
 from efficientdet.config import NormConfig
+from efficientdet.modeling.layers import SeparableConv2d
 from efficientdet.fast import (
     FoldedHead,
     TfSameConv2d,
@@ -67,6 +68,9 @@ def test_optimized_model_gives_the_same_outputs_for_every_layout(changes):
     assert_same_outputs(model, fast, [(128, 128), (96, 160), (121, 77)])
     assert batchnorms(fast) == []  # every BatchNorm folded: backbone, pyramid and heads
     assert isinstance(fast.class_head, FoldedHead) and isinstance(fast.box_head, FoldedHead)
+    # separable prediction layers (the EfficientDet heads) run their pointwise conv as a matmul in NHWC
+    separable = isinstance(model.class_head.predict, SeparableConv2d)
+    assert fast.class_head.pointwise_as_linear == fast.box_head.pointwise_as_linear == separable
     assert not any(p.requires_grad for p in fast.parameters())
     # the original is left as it was: same weights, same modules, still trainable
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

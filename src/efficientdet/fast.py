@@ -293,6 +293,11 @@ class FoldedHead(nn.Module):
     """A :class:`~efficientdet.modeling.heads.Head` whose per-level norms are folded into per-level convs.
 
     Same input and output: ``L`` tensors ``[B, C, H_l, W_l]`` -> ``[B, N, num_outputs]`` in anchor order.
+    When the prediction layer is separable with a plain ``1 x 1`` pointwise conv (the EfficientDet heads),
+    that pointwise conv runs as a matrix product on the NHWC view of the depthwise output: the result comes
+    out directly in anchor order ``(y, x, anchor, output)``. Same products (bitwise the same in PyTorch);
+    in onnxruntime it replaces a single-threaded NCHWc -> NHWC reorder of the largest tensor of the network
+    (D0: 810 x 64 x 64 class logits) with one of the 64-channel input.
     """
 
     def __init__(self, head: Head) -> None:
@@ -304,6 +309,17 @@ class FoldedHead(nn.Module):
         self.predict = head.predict
         self.num_outputs = head.num_outputs
         self.residual = head.survival_prob is not None
+        pw = getattr(head.predict, "pw", None)
+        self.pointwise_as_linear = (
+            isinstance(head.predict, SeparableConv2d) and type(pw) is nn.Conv2d and pw.kernel_size == (1, 1)
+            and pw.stride == (1, 1) and pw.padding == (0, 0) and pw.groups == 1 and pw.padding_mode == "zeros")
+
+    def _predict_nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, H, W, A * K]``."""
+        if self.pointwise_as_linear:
+            pw = self.predict.pw
+            return F.linear(self.predict.dw(x).permute(0, 2, 3, 1), pw.weight.flatten(1), pw.bias)
+        return self.predict(x).permute(0, 2, 3, 1)  # a view in NHWC for channels_last inputs
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         outs = []
@@ -311,8 +327,8 @@ class FoldedHead(nn.Module):
             for i, conv in enumerate(convs):
                 y = self.act(conv(x))
                 x = y + x if self.residual and i > 0 else y
-            out = self.predict(x)  # [B, A * K, H, W]
-            outs.append(out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, self.num_outputs))  # a view in NHWC
+            out = self._predict_nhwc(x)
+            outs.append(out.reshape(out.shape[0], -1, self.num_outputs))
         return torch.cat(outs, dim=1)
 
 

@@ -348,9 +348,9 @@ class OnnxRuntimeBackend(Backend):
         size = (int(self.preprocess.image_size[0]), int(self.preprocess.image_size[1]))
         canvases, scales = [], []
         for image in images:
-            raw = image.float() if image.dtype == torch.uint8 else image.float() * 255.0
-            canvas, scale = letterbox(raw, size, fill, self.preprocess.interpolation)
-            canvases.append(canvas.round().clamp(0, 255).to(torch.uint8))
+            raw = image if image.dtype == torch.uint8 else image.float() * 255.0
+            canvas, scale = letterbox(raw, size, fill, self.preprocess.interpolation, uint8=True)
+            canvases.append(canvas)
             scales.append(scale)
         return torch.stack(canvases).numpy(), scales
 

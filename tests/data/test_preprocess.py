@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from efficientdet.config import PreprocessConfig
-from efficientdet.data.preprocess import Normalizer, letterbox_scale, normalize, preprocess
+from efficientdet.data.preprocess import Normalizer, letterbox, letterbox_scale, normalize, preprocess
 from efficientdet.errors import DataError
 
 LITE_MEAN = (127.0 / 255,) * 3  # the official Lite models: mean 127, std 128 on 0..255
@@ -99,3 +99,16 @@ def test_bad_inputs_raise_clear_errors(tmp_path: Path) -> None:
         preprocess(torch.zeros(5, 4, 4, dtype=torch.uint8), cfg)
     with pytest.raises(DataError, match="unsupported image type"):
         preprocess(3.0, cfg)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+@pytest.mark.parametrize("shape", [(3, 97, 131), (3, 64, 64)])
+def test_uint8_letterbox_is_the_float_letterbox_rounded(interpolation, shape) -> None:
+    """The exported graphs' uint8 input: rounding only the resized part and the fill gives the same canvas."""
+    image = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    fill = (123.675, 116.28, 103.53)
+    ref, ref_scale = letterbox(image.float(), (64, 80), fill, interpolation)
+    out, scale = letterbox(image, (64, 80), fill, interpolation, uint8=True)
+    assert out.dtype == torch.uint8 and scale == ref_scale
+    assert torch.equal(out, ref.round().clamp(0, 255).to(torch.uint8))
+    assert torch.equal(out[:, -1, -1], torch.tensor([124, 116, 104], dtype=torch.uint8))  # the fill, rounded

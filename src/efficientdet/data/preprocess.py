@@ -109,10 +109,12 @@ def normalize(pixels: Tensor, mean: Sequence[float], std: Sequence[float], dtype
 
 
 def letterbox(image: Tensor, input_size: tuple[int, int], fill: tuple[float, float, float],
-              interpolation: str = "bilinear") -> tuple[Tensor, float]:
-    """Resize a float ``[3, H, W]`` image (0..255) into an ``input_size`` canvas, top-left, padded with ``fill``.
+              interpolation: str = "bilinear", uint8: bool = False) -> tuple[Tensor, float]:
+    """Resize a ``[3, H, W]`` image (0..255, ``uint8`` or float) into an ``input_size`` canvas, top-left,
+    padded with ``fill``.
 
-    Returns ``(canvas [3, H_in, W_in] float32, scale)``.
+    Returns ``(canvas [3, H_in, W_in], scale)``: float32, or with ``uint8`` the same values rounded to
+    ``uint8`` (what exported graphs take; only the resized part and the fill are rounded, no float canvas).
     """
     mode = _INTERPOLATION.get(interpolation)
     if mode is None:
@@ -125,8 +127,10 @@ def letterbox(image: Tensor, input_size: tuple[int, int], fill: tuple[float, flo
         x = F.interpolate(x, size=(nh, nw), mode=mode, **kwargs)
         if mode == "bicubic":
             x = x.clamp(0.0, 255.0)
-    canvas = torch.tensor(fill, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
-    canvas = canvas.expand(1, 3, input_size[0], input_size[1]).clone()
+    values = torch.tensor(fill, dtype=torch.float32, device=image.device)
+    if uint8:
+        x, values = x.round().clamp(0, 255).to(torch.uint8), values.round().clamp(0, 255).to(torch.uint8)
+    canvas = values.view(1, 3, 1, 1).expand(1, 3, input_size[0], input_size[1]).clone()
     canvas[:, :, :nh, :nw] = x
     return canvas[0], scale
 
