@@ -14,7 +14,6 @@ from timm.layers.pool2d_same import MaxPool2dSame
 
 from efficientdet import create_model
 from efficientdet.config import NormConfig
-from efficientdet.modeling.layers import SeparableConv2d
 from efficientdet.fast import (
     FoldedHead,
     TfSameConv2d,
@@ -24,6 +23,7 @@ from efficientdet.fast import (
     replace_same_padding,
     same_padding,
 )
+from efficientdet.modeling.layers import SeparableConv2d
 from efficientdet.predict import Predictor
 from tests.modeling.effdet_oracle import calibrate_bn
 from tests.predict.helpers import photo, tiny_model
