@@ -318,7 +318,10 @@ class FoldedHead(nn.Module):
         """``[B, C, H, W] -> [B, H, W, A * K]``."""
         if self.pointwise_as_linear:
             pw = self.predict.pw
-            return F.linear(self.predict.dw(x).permute(0, 2, 3, 1), pw.weight.flatten(1), pw.bias)
+            y = self.predict.dw(x).permute(0, 2, 3, 1)
+            b, h, w, c = y.shape
+            # 2-D, so that exported graphs get one Gemm with its bias (a 4-D MatMul + Add is two passes)
+            return F.linear(y.reshape(-1, c), pw.weight.flatten(1), pw.bias).reshape(b, h, w, -1)
         return self.predict(x).permute(0, 2, 3, 1)  # a view in NHWC for channels_last inputs
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from efficientdet import create_model
 from efficientdet.config import FpnNode, NormConfig, replace_nested
 from efficientdet.errors import ConfigError
-from efficientdet.modeling.fpn import bifpn_topology, pan_topology, qufpn_topology
+from efficientdet.modeling.fpn import bifpn_topology, pan_topology, qufpn_topology, resample_to
 from efficientdet.registry import get_config
 from efficientdet.weights.effdet import convert_effdet_state_dict
 
@@ -184,3 +184,12 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert plain.keys() == checkpointed.keys() and len(plain) > 50
     for name, g in plain.items():
         torch.testing.assert_close(checkpointed[name], g, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("shape,size", [((5, 7), (10, 14)), ((5, 7), (20, 7)), ((4, 4), (4, 4)), ((5, 7), (9, 13))])
+def test_nearest_upsampling_gives_the_pixels_of_interpolating_to_the_size(shape, size):
+    """Integer ratios take the constant-scale path (for exported graphs), others the size path: same pixels."""
+    x = torch.randn(2, 3, *shape)
+    out = resample_to(x, size, None, "nearest")
+    assert out.shape[-2:] == size
+    assert torch.equal(out, torch.nn.functional.interpolate(x, size=size, mode="nearest"))

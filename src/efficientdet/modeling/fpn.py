@@ -132,6 +132,11 @@ def resample_to(x: torch.Tensor, size: tuple[int, int], pool: nn.Module | None, 
     if pool is not None:
         return pool(x)
     if mode == "nearest":
+        h, w = x.shape[-2:]
+        if all(isinstance(v, int) for v in (h, w, *size)) and size[0] % h == 0 and size[1] % w == 0:
+            # the same pixels; exported graphs get a constant-scale Resize, which onnxruntime runs in its
+            # blocked layout (a Resize to computed sizes costs two layout conversions there)
+            return F.interpolate(x, scale_factor=(size[0] // h, size[1] // w), mode="nearest")
         return F.interpolate(x, size=size, mode="nearest")
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
