@@ -19,6 +19,9 @@ relative) for any input size, faster. The original model is not changed. What ch
   ``ceil_mode`` (windows past the edge see only real pixels, as with ``-inf`` padding). The padding is
   computed from the input size at every call, so any size still works.
 - **channels_last** memory format (NHWC), which the CPU (oneDNN) and GPU convolution kernels prefer.
+- **Head outputs in anchor order.** The last (pointwise) conv of each separable prediction layer runs
+  as a matrix product on the NHWC view of its input, so no layout conversion of the largest tensor
+  (the class logits) is needed, in PyTorch or in exported graphs (see :class:`FoldedHead`).
 
 Gradients are off and the norms are gone: an optimised model is for inference only (train and save the
 original). Norms that are not BatchNorm (GroupNorm, LayerNorm) are kept as they are.
