@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED_REFERENCE
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 AP50_FLOOR = 0.01  # the quick demo reaches ~0.02; an untrained head scores ~0.0003
@@ -32,9 +34,9 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme")
     work = root / "work"
     work.mkdir()
-    shared = REPO.parent / "shared"
-    if shared.is_dir():
-        (root / "shared").symlink_to(shared)
+    if SHARED_REFERENCE.is_dir():  # found from any clone (see tests/conftest.py)
+        (root / "shared").mkdir()
+        (root / "shared" / "reference").symlink_to(SHARED_REFERENCE)
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.run(["make", "-C", str(REPO), "demo", f"DEMO_ARGS=--budget quick --out {work / 'demo_output'}"],
                           capture_output=True, text=True, env=env, timeout=1800)
@@ -83,7 +85,9 @@ def test_every_readme_example_runs(workdir, monkeypatch):
         elif lang == "bash":
             for line in body.splitlines():
                 if line.startswith("efficientdet "):
+                    if "../shared/reference" in line and not SHARED_REFERENCE.is_dir():
+                        continue  # the official-TF fixtures are not on this machine
                     assert main(shlex.split(line)[1:]) == 0, line
                     ran += 1
-    assert ran >= 12
+    assert ran >= (12 if SHARED_REFERENCE.is_dir() else 11)
     assert (workdir / "detections.png").is_file() and (workdir / "runs" / "readme_deploy.onnx").is_file()
