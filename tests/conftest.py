@@ -1,10 +1,17 @@
 """Shared test fixtures. Tests never touch the network."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Before torch loads OpenMP: busy-waiting threads slow 2-core machines down many times under contention.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Caches (exported ONNX files of Predictor(backend="onnxruntime"), downloads) go to a fresh folder, not ~/.cache.
+if "EFFICIENTDET_CACHE" not in os.environ:
+    os.environ["EFFICIENTDET_CACHE"] = tempfile.mkdtemp(prefix="efficientdet-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["EFFICIENTDET_CACHE"], True)
 
 from pathlib import Path  # noqa: E402
 

@@ -392,17 +392,59 @@ BACKENDS = ("torch", "onnxruntime")
 """Inference engines :class:`Predictor` can build from a model (``backend=``)."""
 
 
+def export_cache_key(model: EfficientDet, nms: str | None, max_detections: int | None) -> str:
+    """sha256 (hex) of everything an exported graph depends on: the weights and buffers (names, dtypes, shapes,
+    values), the config, the export overrides and the library / torch versions."""
+    import hashlib
+
+    import efficientdet
+
+    digest = hashlib.sha256()
+    digest.update(repr((efficientdet.__version__, torch.__version__, model.config, nms, max_detections)).encode())
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def _exported_backend(model: EfficientDet, device: str | torch.device, threads: int | None, nms: str | None,
                       max_detections: int | None) -> OnnxRuntimeBackend:
-    """``model`` exported to a temporary ONNX file (hard or soft NMS inside) and loaded by onnxruntime."""
+    """``model`` exported to ONNX (hard or soft NMS inside) and loaded by onnxruntime.
+
+    The file is cached under ``<cache>/onnx/`` (``$EFFICIENTDET_CACHE`` or ``~/.cache/efficientdet``), keyed
+    by :func:`export_cache_key`: the same weights and settings load in about a second the next time. It is
+    written to a temporary name and renamed, so a crash never leaves a partial file; an unreadable cached
+    file is exported again. Where the cache folder cannot be written, the export goes to a temporary folder.
+    """
     import tempfile
 
     from efficientdet.export import export_model
+    from efficientdet.weights.download import default_cache_dir
 
-    log.info("exporting %s to ONNX for onnxruntime (once per Predictor)", model.config.name)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_model(model, Path(tmp) / "model.onnx", "onnx", nms=nms, max_detections=max_detections)
-        return OnnxRuntimeBackend(path, device, threads)  # the session holds the graph: the file may go
+    folder = default_cache_dir() / "onnx"
+    path = folder / f"{model.config.name}-{export_cache_key(model, nms, max_detections)[:20]}.onnx"
+    if path.is_file():
+        try:
+            return OnnxRuntimeBackend(path, device, threads)
+        except Exception as err:  # a damaged file: export again
+            log.warning("cached ONNX file %s cannot be loaded (%s); exporting again", path, err)
+    log.info("exporting %s to ONNX for onnxruntime (cached in %s)", model.config.name, folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}-", suffix=".onnx")
+        os.close(handle)
+        tmp = Path(name)
+    except OSError as err:
+        log.warning("cannot write the ONNX cache %s (%s); exporting to a temporary folder", folder, err)
+        with tempfile.TemporaryDirectory() as scratch:
+            out = export_model(model, Path(scratch) / "model.onnx", "onnx", nms=nms, max_detections=max_detections)
+            return OnnxRuntimeBackend(out, device, threads)  # the session holds the graph: the file may go
+    try:
+        os.replace(export_model(model, tmp, "onnx", nms=nms, max_detections=max_detections), path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return OnnxRuntimeBackend(path, device, threads)
 
 
 def _as_list(images: Any) -> list[Any]:
@@ -429,8 +471,8 @@ class Predictor:
         classes: detect only these classes (names or indices).
         backend: ``"torch"`` (:class:`TorchBackend`, default) or ``"onnxruntime"``
             (:class:`OnnxRuntimeBackend`; a model that is not an ``.onnx`` file is exported first, with the
-            ``nms`` / ``max_detections`` given here, which takes a while: tens of seconds for D0). An
-            ``.onnx`` file always runs with onnxruntime.
+            ``nms`` / ``max_detections`` given here: tens of seconds for D0 the first time, then loaded from
+            the cache, see ``_exported_backend``). An ``.onnx`` file always runs with onnxruntime.
         optimize: PyTorch backend: run the inference copy of :func:`~efficientdet.fast.optimize_for_inference`
             (same outputs, faster). ``None`` (default): on for the CPU.
         channels_last / compile: NHWC memory format (``None``: with ``optimize``) / ``torch.compile`` the

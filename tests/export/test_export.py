@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,6 +210,49 @@ def test_predictor_runs_onnx_files_like_the_model(model, onnx_file):
         Predictor.from_onnx(onnx_file, nms="soft")
     with pytest.raises(ConfigError, match="at most 100"):
         Predictor(str(onnx_file), max_detections=500)
+
+
+def test_onnxruntime_backend_exports_once_into_the_cache(monkeypatch, tmp_path):
+    """Predictor(backend="onnxruntime") keys the exported file by weights and settings: a second predictor
+    with the same model loads it without exporting; a damaged file is exported again."""
+    import copy
+    import shutil
+
+    import efficientdet.export as export_module
+    from efficientdet.predict import export_cache_key
+
+    monkeypatch.setenv("EFFICIENTDET_CACHE", str(tmp_path / "cache"))
+    model = tiny_model(**SMALL)
+    images = [np.ascontiguousarray(letterboxed((n,))[0].transpose(1, 2, 0)) for n in PHOTOS[:2]]
+    first = Predictor(model, device="cpu", backend="onnxruntime", score_threshold=0.3)
+    folder = tmp_path / "cache" / "onnx"
+    cached = list(folder.glob("*.onnx"))
+    assert len(cached) == 1 and cached[0].name.startswith(model.config.name)
+    assert not list(folder.glob(".*"))  # no temporary file left behind
+
+    exports = []
+    monkeypatch.setattr(export_module, "export_model", lambda *a, **k: exports.append(a) or pytest.fail("exported"))
+    second = Predictor(copy.deepcopy(model), device="cpu", backend="onnxruntime", score_threshold=0.3)
+    for a, b in zip(first(images), second(images), strict=True):
+        assert len(a) > 0 and torch.equal(a.boxes, b.boxes) and torch.equal(a.scores, b.scores)
+
+    # other weights or other export settings: another key
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)
+    key = export_cache_key(model, None, None)
+    assert key == export_cache_key(copy.deepcopy(model), None, None)
+    assert len({key, export_cache_key(other, None, None), export_cache_key(model, "soft", None),
+                export_cache_key(model, None, 50)}) == 4
+
+    # a damaged cached file is exported again (here: the good file copied back by a stand-in exporter)
+    good = shutil.copy(cached[0], tmp_path / "good.onnx")
+    cached[0].write_bytes(b"not an onnx file")
+    monkeypatch.setattr(export_module, "export_model", lambda m, path, *a, **k: exports.append(path) or shutil.copy(good, path))
+    again = Predictor(model, device="cpu", backend="onnxruntime", score_threshold=0.3)
+    assert len(exports) == 1 and cached[0].read_bytes() == Path(good).read_bytes()
+    for a, b in zip(first(images), again(images), strict=True):
+        assert torch.equal(a.boxes, b.boxes)
 
 
 def test_export_errors(model, tmp_path):

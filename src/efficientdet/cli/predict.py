@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                   help="inference engine; onnxruntime exports the model once first (tens of seconds) and is the "
+                   help="inference engine; onnxruntime exports the model once first (tens of seconds; cached for later runs) and is the "
                         "fastest on CPUs (an .onnx --checkpoint always runs with onnxruntime)")
     p.add_argument("--no-optimize", action="store_true",
                    help="torch backend: run the model as built, without folding BatchNorm into the convs")
