@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -157,14 +156,23 @@ def benchmark(
 ) -> list[BenchmarkResult]:
     """Time ``model`` (a name, random weights unless ``pretrained`` / ``checkpoint``) per batch size and stage.
 
-    ``backend="onnxruntime"`` exports the model to a temporary ONNX file (dynamic batch, the model's NMS)
-    unless ``onnx_path`` gives one. ``threads`` sets PyTorch's (and onnxruntime's) intra-op threads.
+    ``backend="onnxruntime"`` exports the model to ONNX (dynamic batch, the model's NMS; cached, see
+    :func:`~efficientdet.predict.exported_backend`) unless ``onnx_path`` gives one. ``threads`` sets PyTorch's (and onnxruntime's) intra-op threads.
     ``optimize`` / ``channels_last`` / ``compile``: as :class:`~efficientdet.predict.TorchBackend` takes them
     (``None``: its defaults, the inference copy of :func:`~efficientdet.fast.optimize_for_inference` in NHWC
     on the CPU).
     """
     from efficientdet.config import replace_nested
-    from efficientdet.predict import Backend, Predictor, TorchBackend, load_model, resolve_device, resolve_dtype
+    from efficientdet.predict import (
+        Backend,
+        OnnxRuntimeBackend,
+        Predictor,
+        TorchBackend,
+        exported_backend,
+        load_model,
+        resolve_device,
+        resolve_dtype,
+    )
 
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
@@ -185,17 +193,13 @@ def benchmark(
     macs = count_macs(net.float().eval(), size)
     sync = _sync(dev)
     results = []
-    with _threads(threads) as n_threads, tempfile.TemporaryDirectory() as tmp:
+    with _threads(threads) as n_threads:
         engine: Backend
         if backend == "torch":
             engine = TorchBackend(net, dev, torch_dtype, channels_last, compile, optimize)
+        elif onnx_path is None:  # exported at the benchmark's size (in the config), cached like Predictor's
+            engine = exported_backend(net, dev, n_threads)
         else:
-            from efficientdet.predict import OnnxRuntimeBackend
-
-            if onnx_path is None:
-                from efficientdet.export import export_model
-
-                onnx_path = export_model(net, os.path.join(tmp, "model.onnx"), "onnx", image_size=size)
             engine = OnnxRuntimeBackend(onnx_path, dev, threads=n_threads)
         predictor = Predictor(engine, batch_size=max(batch_sizes))
         gen = torch.Generator().manual_seed(0)

@@ -408,8 +408,8 @@ def export_cache_key(model: EfficientDet, nms: str | None, max_detections: int |
     return digest.hexdigest()
 
 
-def _exported_backend(model: EfficientDet, device: str | torch.device, threads: int | None, nms: str | None,
-                      max_detections: int | None) -> OnnxRuntimeBackend:
+def exported_backend(model: EfficientDet, device: str | torch.device = "auto", threads: int | None = None,
+                     nms: str | None = None, max_detections: int | None = None) -> OnnxRuntimeBackend:
     """``model`` exported to ONNX (hard or soft NMS inside) and loaded by onnxruntime.
 
     The file is cached under ``<cache>/onnx/`` (``$EFFICIENTDET_CACHE`` or ``~/.cache/efficientdet``), keyed
@@ -472,7 +472,7 @@ class Predictor:
         backend: ``"torch"`` (:class:`TorchBackend`, default) or ``"onnxruntime"``
             (:class:`OnnxRuntimeBackend`; a model that is not an ``.onnx`` file is exported first, with the
             ``nms`` / ``max_detections`` given here: tens of seconds for D0 the first time, then loaded from
-            the cache, see ``_exported_backend``). An ``.onnx`` file always runs with onnxruntime.
+            the cache, see :func:`exported_backend`). An ``.onnx`` file always runs with onnxruntime.
         optimize: PyTorch backend: run the inference copy of :func:`~efficientdet.fast.optimize_for_inference`
             (same outputs, faster). ``None`` (default): on for the CPU.
         channels_last / compile: NHWC memory format (``None``: with ``optimize``) / ``torch.compile`` the
@@ -528,7 +528,7 @@ class Predictor:
                 name = None if model_or_name is None else str(model_or_name)
                 model = load_model(name, checkpoint, pretrained=pretrained)
             if backend == "onnxruntime":
-                engine = _exported_backend(model, device, threads, nms, max_detections)
+                engine = exported_backend(model, device, threads, nms, max_detections)
             else:
                 engine = TorchBackend(model, device, dtype, channels_last, compile, optimize)
         self.backend = engine
@@ -615,6 +615,8 @@ __all__ = [
     "resolve_classes",
     "resolve_optimize",
     "session_options",
+    "export_cache_key",
+    "exported_backend",
     "Backend",
     "TorchBackend",
     "OnnxRuntimeBackend",

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                    help="torch.compile the network (optional mode; reduce-overhead uses CUDA graphs on GPUs)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                   help="onnxruntime exports the model to a temporary ONNX file first (or give --onnx)")
+                   help="onnxruntime exports the model to ONNX first, cached for later runs (or give --onnx)")
     p.add_argument("--onnx", help="with --backend onnxruntime: an exported file to time")
     p.add_argument("--threads", type=int, help="intra-op threads (default: the library's default)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
