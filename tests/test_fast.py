@@ -134,11 +134,12 @@ def test_conv_feeding_two_consumers_is_not_folded():
     assert conv_norm_pairs(Shared().eval()) == []
 
 
+@pytest.mark.parametrize("pad_input", [False, True])
 @pytest.mark.parametrize("kernel,stride,dilation", [(1, 1, 1), (3, 1, 1), (3, 2, 1), (5, 2, 1), (2, 2, 1), (3, 1, 2), (3, 2, 2)])
-def test_copy_free_same_conv_equals_timm_conv2d_same(kernel, stride, dilation):
+def test_copy_free_same_conv_equals_timm_conv2d_same(kernel, stride, dilation, pad_input):
     torch.manual_seed(0)
     ref = Conv2dSame(6, 5, kernel, stride=stride, dilation=dilation, groups=1, bias=True)
-    new = TfSameConv2d.from_conv(ref)
+    new = TfSameConv2d.from_conv(ref, pad_input=pad_input)
     assert new.weight is ref.weight  # parameters shared, not copied
     for size in [(16, 16), (17, 17), (15, 22), (1, 1), (2, 5)]:
         x = torch.randn(2, 6, *size)
@@ -162,6 +163,27 @@ def test_replace_same_padding_swaps_every_timm_same_layer():
     assert count > 0
     assert replace_same_padding(model) == count
     assert not any(type(m) in (Conv2dSame, MaxPool2dSame) for m in model.modules())
+
+
+def test_exported_same_conv_pads_inside_the_onnx_conv(tmp_path):
+    """``pad_input`` (what ``for_onnx`` uses): the asymmetric padding becomes the ONNX ``Conv``'s own ``pads``,
+    with no ``Slice`` of the output (onnxruntime would copy it out of its blocked layout and back)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = create_model("tf_efficientdet_lite0", pretrained=False, pretrained_backbone=False)
+    fast = optimize_for_inference(model, channels_last=False, for_onnx=True)
+    same = [m for m in fast.modules() if isinstance(m, TfSameConv2d)]
+    assert same and all(m.pad_input for m in same)
+    conv = same[0]  # the stem: 3 x 3, stride 2
+    x = torch.randn(1, conv.in_channels, 32, 32)
+    path = tmp_path / "conv.onnx"
+    torch.onnx.export(conv, (x,), str(path), dynamo=True, opset_version=18)
+    graph = onnx.load(str(path)).graph
+    assert [n.op_type for n in graph.node] == ["Conv"]
+    pads = next(a.ints for a in graph.node[0].attribute if a.name == "pads")
+    assert list(pads) == [0, 0, 1, 1]  # TF SAME: the extra row / column at the bottom / right
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {graph.input[0].name: x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), conv(x), rtol=1e-5, atol=1e-5)
 
 
 def test_same_padding_matches_tensorflow_rule():

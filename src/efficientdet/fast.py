@@ -17,7 +17,9 @@ relative) for any input size, faster. The original model is not changed. What ch
   padding is asymmetric (``right = left + 1``, stride-2 layers on even sizes) runs with symmetric padding
   ``left + stride`` and drops its first output row / column; max pooling uses ``padding = left`` with
   ``ceil_mode`` (windows past the edge see only real pixels, as with ``-inf`` padding). The padding is
-  computed from the input size at every call, so any size still works.
+  computed from the input size at every call, so any size still works. For export (``for_onnx``) the
+  convolution pads explicitly instead: the exporter folds the padding into the ONNX ``Conv``'s
+  asymmetric ``pads``, where a sliced output would cost onnxruntime a copy and two layout conversions.
 - **channels_last** memory format (NHWC), which the CPU (oneDNN) and GPU convolution kernels prefer.
 - **Head outputs in anchor order.** The last (pointwise) conv of each separable prediction layer runs
   as a matrix product on the NHWC view of its input, so no layout conversion of the largest tensor
@@ -79,11 +81,22 @@ class TfSameConv2d(nn.Conv2d):
     Same parameters, same outputs as timm's ``Conv2dSame``: ``[B, C_in, H, W] -> [B, C_out, ceil(H / s),
     ceil(W / s)]``. Asymmetric padding is replaced by symmetric padding plus a shifted output (see
     :func:`_symmetric`), which costs one extra output row / column instead of a padded copy of the input.
+    ``pad_input``: pad explicitly instead (for export: ``F.pad`` + convolution become one ONNX ``Conv``
+    with asymmetric ``pads``).
     """
+
+    pad_input = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         # int(): a traced size becomes a constant (exported graphs have a fixed image size)
+        if self.pad_input:
+            top, bottom = same_padding(int(x.shape[-2]), kh, sh, dh)
+            left, right = same_padding(int(x.shape[-1]), kw, sw, dw)
+            if (top, left) != (bottom, right):
+                x = F.pad(x, (left, right, top, bottom))
+                top = left = 0
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
         ph, skip_h = _symmetric(int(x.shape[-2]), kh, sh, dh)
         pw, skip_w = _symmetric(int(x.shape[-1]), kw, sw, dw)
         y = F.conv2d(x, self.weight, self.bias, self.stride, (ph, pw), self.dilation, self.groups)
@@ -92,12 +105,13 @@ class TfSameConv2d(nn.Conv2d):
         return y
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> TfSameConv2d:
+    def from_conv(cls, conv: nn.Conv2d, pad_input: bool = False) -> TfSameConv2d:
         """The same layer as a :class:`TfSameConv2d`, sharing ``conv``'s parameters."""
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation, conv.groups,
                   conv.bias is not None, device="meta")
         new.weight = conv.weight
         new.bias = conv.bias
+        new.pad_input = pad_input
         return new.train(conv.training)
 
 
@@ -125,13 +139,16 @@ def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def replace_same_padding(model: nn.Module) -> int:
-    """Swap timm's ``Conv2dSame`` / ``MaxPool2dSame`` in ``model`` for the copy-free versions; returns the count."""
+def replace_same_padding(model: nn.Module, pad_input: bool = False) -> int:
+    """Swap timm's ``Conv2dSame`` / ``MaxPool2dSame`` in ``model`` for the copy-free versions; returns the count.
+
+    ``pad_input``: the convolutions pad explicitly (:class:`TfSameConv2d`), for export.
+    """
     count = 0
     for name, module in list(model.named_modules()):
         new: nn.Module | None = None
         if type(module) is Conv2dSame:
-            new = TfSameConv2d.from_conv(module)
+            new = TfSameConv2d.from_conv(module, pad_input)
         elif type(module) is MaxPool2dSame and _pair(module.dilation) == (1, 1):
             new = TfSameMaxPool2d(_pair(module.kernel_size), _pair(module.stride)).train(module.training)
         if new is not None:
@@ -420,7 +437,7 @@ def optimize_for_inference(model: EfficientDet, *, fold_norms: bool = True, stat
         raise TypeError(f"optimize_for_inference expects an EfficientDet, got {type(model).__name__}")
     fast = copy.deepcopy(model).eval().requires_grad_(False)
     if static_padding:
-        replace_same_padding(fast)
+        replace_same_padding(fast, pad_input=for_onnx)
     if fold_norms:
         fold_backbone_norms(fast.backbone)
         fold_detector_norms(fast, weights_as_conv=for_onnx)
