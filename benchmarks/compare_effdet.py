@@ -16,8 +16,8 @@ divided by the runner's (above 1: faster than effdet).
   against the floor ``2 * MACs / GFLOP/s`` measured there (same machine load as the runners).
 - ``network``: normalised photos -> raw head outputs: effdet, ours, ours channels_last, ours
   ``optimize_for_inference`` (channels_last input), and that network exported to ONNX (the graph
-  ``export_model`` writes, without pre- and post-processing) in onnxruntime; achieved GFLOP/s and
-  time / floor.
+  ``export_model`` writes, without pre- and post-processing) in onnxruntime, one image per run as the
+  onnxruntime backend runs batches on the CPU; achieved GFLOP/s and time / floor.
 - ``train``: one SGD step (forward, loss, backward, step) of ``--train-model`` at ``--train-batch``: effdet's
   ``DetBenchTrain`` vs our model (channels_last, as our trainer) + ``DetectionLoss``; losses checked first.
 - ``postprocess``: ``benchmarks/postprocess.py``'s inputs and runners (D0, 90 classes).
@@ -369,7 +369,9 @@ class _HeadTensors(torch.nn.Module):
 
 def onnxruntime_network(model: torch.nn.Module, x: torch.Tensor, threads: int) -> Callable[[torch.Tensor], Any] | None:
     """``model``'s network (``optimize_for_inference(for_onnx=True)``, as ``export_model`` exports it) in
-    onnxruntime for inputs shaped like ``x``: ``run(x) -> HeadOutputs``; None when onnx / onnxruntime are missing."""
+    onnxruntime for inputs shaped like ``x``: ``run(x) -> HeadOutputs``, one image per session run (as
+    :class:`~efficientdet.predict.OnnxRuntimeBackend` runs a batch on the CPU); None when onnx / onnxruntime
+    are missing."""
     import tempfile
 
     from efficientdet.predict import session_options
@@ -385,13 +387,13 @@ def onnxruntime_network(model: torch.nn.Module, x: torch.Tensor, threads: int) -
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = os.path.join(tmp, "network.onnx")
-        torch.onnx.export(graph, (x,), path, dynamo=True, verbose=False)
+        torch.onnx.export(graph, (x[:1],), path, dynamo=True, verbose=False)
         session = ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
 
     def run(pixels: torch.Tensor) -> HeadOutputs:
-        cls, box = session.run(None, {name: pixels.numpy()})
-        return HeadOutputs(torch.from_numpy(cls), torch.from_numpy(box))
+        outputs = [session.run(None, {name: image[None].numpy()}) for image in pixels]
+        return HeadOutputs(*(torch.from_numpy(np.concatenate(parts)) for parts in zip(*outputs, strict=True)))
 
     return run
 

@@ -293,6 +293,10 @@ class OnnxRuntimeBackend(Backend):
     NMS method and its candidates are fixed at export: a stricter ``score_threshold``, fewer
     ``max_detections`` and a class filter are applied to the graph's output; another ``nms`` or more
     detections need a new export. Session settings: :func:`session_options`.
+
+    On the CPU a file with a dynamic batch runs one image at a time (:meth:`run`): the activations of one
+    image stay in the CPU caches, those of a batch do not (D0, 2 threads: 82.5 ms per image as 8 single
+    runs, 107 ms in one batch-8 run; same outputs).
     """
 
     def __init__(self, path: str | os.PathLike[str], device: str | torch.device = "auto",
@@ -331,6 +335,7 @@ class OnnxRuntimeBackend(Backend):
         shape = self.session.get_inputs()[0].shape
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self._input = self.session.get_inputs()[0].name
+        self.per_image = self.fixed_batch is None and self.session.get_providers() == ["CPUExecutionProvider"]
 
     def check(self, postprocess: PostprocessConfig) -> None:
         super().check(postprocess)
@@ -355,8 +360,12 @@ class OnnxRuntimeBackend(Backend):
         return torch.stack(canvases).numpy(), scales
 
     def run(self, pixels: Any) -> list[Any]:
-        """The graph on a letterboxed ``uint8`` batch (numpy ``[B, 3, H, W]``): boxes, scores, labels, counts."""
-        return self.session.run(None, {self._input: pixels})
+        """The graph on a letterboxed ``uint8`` batch (numpy ``[B, 3, H, W]``): boxes, scores, labels, counts
+        (one run per image when :attr:`per_image`)."""
+        if not self.per_image or len(pixels) == 1:
+            return self.session.run(None, {self._input: pixels})
+        runs = [self.session.run(None, {self._input: pixels[i: i + 1]}) for i in range(len(pixels))]
+        return [np.concatenate(parts) for parts in zip(*runs, strict=True)]
 
     def detect(self, images: Sequence[Tensor], postprocess: PostprocessConfig,
                classes: Sequence[int] | None = None) -> list[Detections]:

@@ -212,6 +212,30 @@ def test_predictor_runs_onnx_files_like_the_model(model, onnx_file):
         Predictor(str(onnx_file), max_detections=500)
 
 
+def test_cpu_backend_runs_a_batch_one_image_at_a_time(onnx_file):
+    """One image per session run on the CPU (faster: activations stay in cache), same outputs as one batched run."""
+    from efficientdet.predict import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(onnx_file, device="cpu", threads=1)
+    assert backend.per_image
+    pixels = letterboxed(PHOTOS)
+    batched = backend.session.run(None, {"images": pixels})
+    sizes = []
+    real_run = backend.session.run
+
+    class Recorder:
+        def run(self, names, feeds):
+            sizes.append(len(feeds["images"]))
+            return real_run(names, feeds)
+
+    backend.session = Recorder()
+    got = backend.run(pixels)
+    assert sizes == [1, 1, 1]
+    for a, b in zip(got, batched, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
 def test_onnxruntime_backend_exports_once_into_the_cache(monkeypatch, tmp_path):
     """Predictor(backend="onnxruntime") keys the exported file by weights and settings: a second predictor
     with the same model loads it without exporting; a damaged file is exported again."""
