@@ -62,6 +62,27 @@ def test_topk_matches_effdet(size, k, max_points, max_det):
     )
 
 
+@pytest.mark.parametrize("n, k, top", [(500, 20, 300), (40, 6, 100), (300, 1, 120), (7, 4, 28), (50, 3, 1)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_topk_pool_holds_the_global_top_k(n, k, top, ties):
+    """The best-pairs-first pool gives the top-``top`` of all anchors x classes: the same values in order and
+    the same (anchor, class) pairs (among equal values the order may differ)."""
+    g = torch.Generator().manual_seed(n + k)
+    logits = torch.randn(2, n, k, generator=g) * 2 - 3
+    if ties:
+        logits = logits.round()  # many equal logits, inside and across anchors
+    anchor, label, score = pp._topk_order(logits, top)
+    values, flat = logits.reshape(2, -1).topk(min(top, n * k), dim=1)
+    torch.testing.assert_close(score, values.double().sigmoid().float(), rtol=0, atol=0)
+    torch.testing.assert_close(logits[torch.arange(2)[:, None], anchor, label], values, rtol=0, atol=0)
+    for i in range(2):
+        pairs = set(zip(anchor[i].tolist(), label[i].tolist(), strict=True))
+        assert len(pairs) == len(values[i])  # no pair twice
+        above = values[i] > values[i, -1]  # pairs above the last value are the same; ties at the cut may differ
+        expected = {(f // k, f % k) for f in flat[i][above].tolist()}
+        assert expected <= pairs
+
+
 # Random raw weights give logits up to 18.6, where float32 sigmoids saturate: TF's approximate sigmoid
 # rounds a few of them to exactly 1.0 where the correctly rounded value is 1 - 6e-8, so boxes with equal
 # scores (within 1e-6) come out in another order. Everything else matches in order.
