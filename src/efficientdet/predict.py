@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import os
@@ -401,15 +402,36 @@ BACKENDS = ("torch", "onnxruntime")
 """Inference engines :class:`Predictor` can build from a model (``backend=``)."""
 
 
-def export_cache_key(model: EfficientDet, nms: str | None, max_detections: int | None) -> str:
-    """sha256 (hex) of everything an exported graph depends on: the weights and buffers (names, dtypes, shapes,
-    values), the config, the export overrides and the library / torch versions."""
+def _installed_version(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def _library_source_digest() -> str:
+    """sha256 of this library's Python sources: an exported graph is the code's output too, so an edited or
+    upgraded library never reuses a graph exported by another version of its code."""
     import hashlib
 
-    import efficientdet
-
+    root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    digest.update(repr((efficientdet.__version__, torch.__version__, model.config, nms, max_detections)).encode())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def export_cache_key(model: EfficientDet, nms: str | None, max_detections: int | None) -> str:
+    """sha256 (hex) of everything an exported graph depends on: the weights and buffers (names, dtypes, shapes,
+    values), the config, the export overrides, the library's sources and the torch / onnx versions."""
+    import hashlib
+
+    versions = tuple(_installed_version(name) for name in ("torch", "onnx", "onnxscript"))
+    digest = hashlib.sha256()
+    digest.update(repr((_library_source_digest(), versions, model.config, nms, max_detections)).encode())
     for name, tensor in model.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
