@@ -183,9 +183,8 @@ def _onnx_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, num_gro
     if groups is None:
         per_group = scores[:, None, :]
         threshold = score_threshold
-    else:
-        own = groups[:, None, :] == torch.arange(num_groups, device=groups.device)[None, :, None]
-        per_group = torch.where(own, scores[:, None, :], 0.0)
+    else:  # one write per candidate (a scatter), not a compare and select over all G x C entries
+        per_group = scores.new_zeros(b, num_groups, c).scatter(1, groups[:, None, :], scores[:, None, :])
         threshold = max(score_threshold, 0.0)
     selected = _onnx_nms_op()(boxes, per_group, float(iou_threshold), float(threshold), int(max_per_group))
     kept = torch.zeros(b, c, dtype=torch.bool, device=scores.device)

@@ -116,7 +116,7 @@ def _topk_order(logits: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     b, n, num_classes = logits.shape
     k = min(k, n * num_classes)
     m = min(k, n)
-    best, top_anchors = logits.amax(dim=-1).topk(m, dim=1)  # [B, m]
+    best, top_anchors = logits.amax(dim=-1).topk(m, dim=1, sorted=False)  # [B, m]; the last top-k sorts
     pool = logits[torch.arange(b, device=logits.device)[:, None], top_anchors]  # [B, m, K]
     best_class = pool.argmax(dim=-1)  # [B, m]
     others = pool.scatter(-1, best_class[..., None], -math.inf).reshape(b, -1)  # each best pair only once
