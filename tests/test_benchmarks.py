@@ -1,0 +1,39 @@
+"""The side-by-side benchmark runs end to end and its correctness checks hold (timings are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_compare_effdet_quick_run_checks_detections_and_reports_ratios(tmp_path):
+    pytest.importorskip("effdet")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "compare.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "compare_effdet.py"), "--quick", "--threads", "1",
+           "--models", "tf_efficientdet_lite0", "--sections", "setup", "e2e", "matmul", "network", "postprocess",
+           "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    checks = report["checks"]
+    for runner in ("ours-torch", "ours-torch-plain", "ours-onnxruntime"):
+        check = checks[f"e2e/tf_efficientdet_lite0/{runner}"]
+        assert check["detections"] > 0 and check["count_diff"] == 0
+        if runner != "ours-onnxruntime":  # the exported graph clips to the canvas: rare rows in the padding differ
+            assert check["differing_rows"] == 0
+    for runner in ("ours-plain", "ours-optimized-cl", "ours-onnxruntime"):
+        assert checks[f"network/tf_efficientdet_lite0/b1/{runner}"] < 1e-3  # head outputs vs effdet's, relative
+    results = {(r["section"], r["runner"]): r for r in report["results"]}
+    for key in [("e2e", "effdet"), ("e2e", "ours-onnxruntime"), ("network", "ours-onnxruntime"), ("postprocess", "ours")]:
+        assert results[key]["ms"] > 0 and results[key]["speedup_vs_effdet"] > 0
+    assert results[("network", "ours-onnxruntime")]["x_floor"] > 0
