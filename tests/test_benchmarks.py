@@ -37,3 +37,24 @@ def test_compare_effdet_quick_run_checks_detections_and_reports_ratios(tmp_path)
     for key in [("e2e", "effdet"), ("e2e", "ours-onnxruntime"), ("network", "ours-onnxruntime"), ("postprocess", "ours")]:
         assert results[key]["ms"] > 0 and results[key]["speedup_vs_effdet"] > 0
     assert results[("network", "ours-onnxruntime")]["x_floor"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
+    """benchmarks/gpu.py (for a session lent a GPU) runs its e2e and memory sections on the CPU: our fp32
+    detections match effdet's, and every runner and the training-step rows are reported."""
+    pytest.importorskip("effdet")
+    out = tmp_path / "gpu.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--quick", "--no-compile",
+           "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    check = report["checks"]["gpu-e2e/tf_efficientdet_lite0/b1/ours"]
+    assert check["count_diff"] == 0 and check["differing_rows"] == 0
+    runners = {(r["section"], r["runner"]) for r in report["results"]}
+    for runner in ("effdet", "effdet-fp16", "ours", "ours-bf16", "ours-fp16"):
+        assert ("gpu-e2e", runner) in runners
+    for runner in ("ours", "ours-checkpointing", "effdet"):
+        assert ("gpu-train-memory", runner) in runners
