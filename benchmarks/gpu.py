@@ -87,25 +87,16 @@ def run_e2e(pair: dict[str, Any], device: torch.device, batches: list[int], repe
             "ours-bf16": Predictor(model, device=device, dtype="bfloat16", batch_size=b),
             "ours-fp16": Predictor(model, device=device, dtype="float16", batch_size=b),
         }
-        for mode in compile_modes:
-            label = "ours-compile" if mode == "default" else "ours-cuda-graphs" if mode == "reduce-overhead" else f"ours-{mode}"
+        for mode in compile_modes:  # "default" or "reduce-overhead" (CUDA graphs)
+            label = "ours-compile" if mode == "default" else "ours-cuda-graphs"
             predictors[label] = Predictor(model, device=device, batch_size=b, compile=True if mode == "default" else mode)
         for label, predictor in predictors.items():
             runs[label] = lambda p=predictor, images=images: p(images)
         # correctness first (also the warm-up that compiles): ours in fp32 must match effdet in fp32
         reference = runs["effdet"]()
         for label in predictors:
-            dets = runs[label]()
-            errors = [ce.match_error(d, r) for d, r in zip(dets, reference, strict=True)]
-            differ = sum(e[3] for e in errors)
-            count = max(abs(e[0]) for e in errors)
-            ce.CHECKS[f"gpu-e2e/{name}/b{b}/{label}"] = {"count_diff": count, "differing_rows": differ,
-                                                          "max_score": max(e[2] for e in errors)}
-            print(f"  check {label:<17} batch {b}: count diff {count}, differing rows {differ} of "
-                  f"{sum(len(d) for d in dets)}")
-            exact = label in ("ours", "ours-compile", "ours-cuda-graphs")
-            if exact and (count or differ > ce.MAX_DIFFERING * sum(len(d) for d in dets)):
-                raise ce.Mismatch(f"{name} {label}: detections differ from effdet's")
+            ce.check_e2e(name, label, runs[label](), reference, key=f"gpu-e2e/{name}/b{b}/{label}",
+                         strict=label in ("ours", "ours-compile", "ours-cuda-graphs"))
         synchronize(device)
         ce.record("gpu-e2e", name, b, ce.timed(runs, repeats, b))
 
@@ -157,7 +148,7 @@ def run_memory(name: str, size: int, batch: int, device: torch.device) -> None:
         rows[label] = peak_step(step, device)
         del model
     bench = ce.effdet.DetBenchTrain(copy.deepcopy(ref)).train().to(device)
-    effdet_target = {"bbox": [t.boxes[:, [1, 0, 3, 2]] for t in targets], "cls": [t.labels + 1 for t in targets]}
+    effdet_target = ce.effdet_targets(targets)
 
     def effdet_step() -> None:
         bench(x, effdet_target)["loss"].backward()

@@ -157,7 +157,8 @@ def benchmark(
     """Time ``model`` (a name, random weights unless ``pretrained`` / ``checkpoint``) per batch size and stage.
 
     ``backend="onnxruntime"`` exports the model to ONNX (dynamic batch, the model's NMS; cached, see
-    :func:`~efficientdet.predict.exported_backend`) unless ``onnx_path`` gives one. ``threads`` sets PyTorch's (and onnxruntime's) intra-op threads.
+    :func:`~efficientdet.predict.exported_backend`) unless ``onnx_path`` gives one. ``threads`` sets
+    PyTorch's (and onnxruntime's) intra-op threads.
     ``optimize`` / ``channels_last`` / ``compile``: as :class:`~efficientdet.predict.TorchBackend` takes them
     (``None``: its defaults, the inference copy of :func:`~efficientdet.fast.optimize_for_inference` in NHWC
     on the CPU).

@@ -16,8 +16,9 @@ Speed without changing the result: the top-k runs on logits (sigmoid is monotoni
 ``max_detection_points`` anchors with the largest best-class logit, which must hold the global top-k over
 anchors x classes (their best pairs first, see :func:`_topk_order`). NMS first runs on the best-scoring
 prefix of the candidates and grows it only while the prefix cannot prove its result final (too few
-detections, or soft-NMS scores that fell below the best score left out). While tracing for export, NMS runs once on all candidates (fixed shapes): hard NMS as one
-``batched_nms`` call (:func:`hard_nms_fixed`), soft NMS as the unrolled greedy loop.
+detections, or soft-NMS scores that fell below the best score left out). While tracing for export, NMS
+runs once on all candidates (fixed shapes): hard NMS as one ``batched_nms`` call (:func:`hard_nms_fixed`),
+soft NMS as the unrolled greedy loop.
 """
 
 from __future__ import annotations

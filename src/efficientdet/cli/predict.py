@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                   help="inference engine; onnxruntime exports the model once first (tens of seconds; cached for later runs) and is the "
-                        "fastest on CPUs (an .onnx --checkpoint always runs with onnxruntime)")
+                   help="inference engine; onnxruntime exports the model once first (tens of seconds; cached for "
+                        "later runs) and is the fastest on CPUs (an .onnx --checkpoint always runs with onnxruntime)")
     p.add_argument("--no-optimize", action="store_true",
                    help="torch backend: run the model as built, without folding BatchNorm into the convs")
     p.add_argument("--max-detections", type=int, help="per image (default: the model's, 100)")
