@@ -376,8 +376,8 @@ class _HeadTensors(torch.nn.Module):
 def onnxruntime_network(model: torch.nn.Module, x: torch.Tensor, threads: int) -> Callable[[torch.Tensor], Any] | None:
     """``model``'s network (``optimize_for_inference(for_onnx=True)``, as ``export_model`` exports it) in
     onnxruntime for inputs shaped like ``x``: ``run(x) -> HeadOutputs``, one image per session run (as
-    :class:`~efficientdet.predict.OnnxRuntimeBackend` runs a batch on the CPU); None when onnx / onnxruntime
-    are missing."""
+    :class:`~efficientdet.predict.OnnxRuntimeBackend` runs a batch on the CPU), each run writing into its
+    rows of the batch outputs; None when onnx / onnxruntime are missing."""
     import tempfile
 
     from efficientdet.predict import session_options
@@ -396,10 +396,22 @@ def onnxruntime_network(model: torch.nn.Module, x: torch.Tensor, threads: int) -
         torch.onnx.export(graph, (x[:1],), path, dynamo=True, verbose=False)
         session = ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    outputs = [out.name for out in session.get_outputs()]
+    shapes = [a.shape[1:] for a in session.run(None, {name: x[:1].numpy()})]
 
     def run(pixels: torch.Tensor) -> HeadOutputs:
-        outputs = [session.run(None, {name: image[None].numpy()}) for image in pixels]
-        return HeadOutputs(*(torch.from_numpy(np.concatenate(parts)) for parts in zip(*outputs, strict=True)))
+        # Each run writes its outputs straight into its rows of the batch arrays (an I/O binding), as the
+        # PyTorch runners' last concatenation writes theirs: no copy of the 18 MB of D0 head outputs per
+        # image after the run (concatenating the runs' outputs cost 3-4 ms per D0 image).
+        batch = [np.empty((len(pixels), *shape), np.float32) for shape in shapes]
+        binding = session.io_binding()
+        for i, image in enumerate(pixels):
+            pixels_i = np.ascontiguousarray(image[None].numpy())  # (kept alive until the run is over)
+            binding.bind_cpu_input(name, pixels_i)
+            for out, array in zip(outputs, batch, strict=True):
+                binding.bind_output(out, "cpu", 0, np.float32, [1, *array.shape[1:]], array[i].ctypes.data)
+            session.run_with_iobinding(binding)
+        return HeadOutputs(*(torch.from_numpy(array) for array in batch))
 
     return run
 
