@@ -58,3 +58,23 @@ def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
         assert ("gpu-e2e", runner) in runners
     for runner in ("ours", "ours-checkpointing", "effdet"):
         assert ("gpu-train-memory", runner) in runners
+
+
+@pytest.mark.slow
+def test_engines_benchmark_checks_outputs_and_times_each_engine(tmp_path):
+    """benchmarks/engines.py checks every engine's head outputs against PyTorch's before timing it; the
+    engines that are not installed (OpenVINO, ExecuTorch are not dependencies) are skipped and named."""
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "engines.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "engines.py"), "--model", "tf_efficientdet_lite0",
+           "--threads", "1", "--repeats", "2", "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    engines = report["engines"]
+    assert {"pytorch", "onnxruntime"} <= set(engines)
+    assert engines["onnxruntime"]["rel_diff"] < 1e-3
+    for engine in ("openvino", "executorch-xnnpack"):
+        assert (engine in engines) != (engine in report["skipped"])
+    assert all(e["ms"] > 0 and e["x_floor"] > 0 for e in engines.values()) and report["floor_ms"] > 0
