@@ -62,8 +62,8 @@ def test_gpu_benchmark_code_paths_run_on_the_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_engines_benchmark_checks_outputs_and_times_each_engine(tmp_path):
-    """benchmarks/engines.py checks every engine's head outputs against PyTorch's before timing it; the
-    engines that are not installed (OpenVINO, ExecuTorch are not dependencies) are skipped and named."""
+    """benchmarks/engines.py checks every engine's head outputs against the plain model's before timing
+    it; the engines that are not installed (OpenVINO, ExecuTorch are not dependencies) are skipped and named."""
     pytest.importorskip("onnxruntime")
     out = tmp_path / "engines.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "engines.py"), "--model", "tf_efficientdet_lite0",
