@@ -373,6 +373,17 @@ class _HeadTensors(torch.nn.Module):
         return out.cls_logits, out.box_deltas
 
 
+def export_network(model: torch.nn.Module, x: torch.Tensor, path: str) -> None:
+    """``model``'s network as ``export_model`` exports it (the ``optimize_for_inference(for_onnx=True)`` copy),
+    without pre- and post-processing, written to ONNX at ``path`` for inputs shaped like ``x``: normalised
+    ``[B, 3, H, W]`` -> ``(cls_logits [B, N, K], box_deltas [B, N, 4])``."""
+    logging.getLogger("onnx_ir").setLevel(logging.ERROR)
+    graph = _HeadTensors(optimize_for_inference(model, for_onnx=True, channels_last=False)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (x,), path, dynamo=True, verbose=False)
+
+
 def onnxruntime_network(model: torch.nn.Module, x: torch.Tensor, threads: int) -> Callable[[torch.Tensor], Any] | None:
     """``model``'s network (``optimize_for_inference(for_onnx=True)``, as ``export_model`` exports it) in
     onnxruntime for inputs shaped like ``x``: ``run(x) -> HeadOutputs``, one image per session run (as
@@ -388,12 +399,9 @@ def onnxruntime_network(model: torch.nn.Module, x: torch.Tensor, threads: int) -
     except ImportError as err:
         print(f"  note: onnxruntime network runner skipped: {err}")
         return None
-    logging.getLogger("onnx_ir").setLevel(logging.ERROR)
-    graph = _HeadTensors(optimize_for_inference(model, for_onnx=True, channels_last=False)).eval()
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "network.onnx")
-        torch.onnx.export(graph, (x[:1],), path, dynamo=True, verbose=False)
+        export_network(model, x[:1], path)
         session = ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     outputs = [out.name for out in session.get_outputs()]

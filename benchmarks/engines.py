@@ -32,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from compare_effdet import _HeadTensors, timed  # noqa: E402
+from compare_effdet import _HeadTensors, export_network, timed  # noqa: E402
 
 from efficientdet import create_model  # noqa: E402
 from efficientdet.benchmark import count_macs  # noqa: E402
@@ -100,12 +100,11 @@ def main() -> None:
     x = torch.randn(1, 3, size, size)
     macs = count_macs(model, (size, size))
     fast = optimize_for_inference(model)  # channels_last
-    for_export = _HeadTensors(optimize_for_inference(model, for_onnx=True, channels_last=False)).eval()
     xcl = x.contiguous(memory_format=torch.channels_last)
     runs: dict[str, Runner] = {"pytorch": lambda: fast(xcl)}
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         path = os.path.join(tmp, "network.onnx")
-        torch.onnx.export(for_export, (x,), path, dynamo=True, verbose=False)
+        export_network(model, x, path)
         makers = {"onnxruntime": lambda: onnxruntime_runner(path, x.numpy(), args.threads),
                   "openvino": lambda: openvino_runner(path, x.numpy(), args.threads),
                   "executorch-xnnpack": lambda: executorch_runner(model, x, tmp)}
