@@ -11,9 +11,10 @@ divided by the runner's (above 1: faster than effdet).
   ``Predictor`` (optimised PyTorch, the CPU default), ``Predictor(optimize=False)``, onnxruntime backend.
   The letterboxes differ (PIL's antialiased resize vs the TF-style one; effdet pads lite models with 0, we
   with the mean), so each runner is checked against ``DetBenchPredict`` fed the pixels that runner uses.
-- ``matmul``: float32 ``n^3`` matmul GFLOP/s at the same thread count (``--matmul-size``). With this
-  section on, ``network`` also times that matmul in its own interleaved rounds and reports each runner
-  against the floor ``2 * MACs / GFLOP/s`` measured there (same machine load as the runners).
+- ``matmul``: float32 ``n^3`` matmul GFLOP/s at the same thread count (``--matmul-size``), in PyTorch and in
+  numpy (each with its own BLAS); the fastest sets the floor. With this section on, ``network`` also times
+  both matmuls in its own interleaved rounds and reports each runner against the floor ``2 * MACs /
+  GFLOP/s`` of the faster one measured there (same machine load as the runners).
 - ``network``: normalised photos -> raw head outputs: effdet, ours, ours channels_last, ours
   ``optimize_for_inference`` (channels_last input), and that network exported to ONNX (the graph
   ``export_model`` writes, without pre- and post-processing) in onnxruntime, one image per run as the
@@ -83,7 +84,7 @@ PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycl
 # rounding, amplified by the random network: ~1e-2 px and ~1e-4 are typical for the BN-folded path). A few
 # rows may differ where two candidates tie to float32 precision (at the 100-detection cut or an IoU of 0.5).
 BOX_TOL, SCORE_TOL, MAX_DIFFERING = 0.5, 1e-3, 0.02  # px in the original image, sigmoid score, fraction of rows
-MATMUL = "matmul (floor)"  # the matmul timed among the network runners
+MATMUL = "matmul"  # prefix of the floor's matmuls timed among the network runners
 NETWORK_TOL, LOSS_RTOL, CL_LOSS_RTOL = 1e-3, 1e-4, 1e-2  # relative
 
 ROWS: list[dict[str, Any]] = []  # every timing, for the JSON line
@@ -354,11 +355,36 @@ def photo_batch(pair: dict[str, Any], batch: int) -> torch.Tensor:
     return pixels[[i % len(pixels) for i in range(batch)]].contiguous()
 
 
-def matmul_gflops(n: int, repeats: int) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
-    seconds = timed({"mm": lambda: torch.mm(a, b, out=out)}, repeats, 1)["mm"]
-    return 2 * n**3 / seconds / 1e9
+def matmul_runners(n: int, threads: int) -> dict[str, Callable[[], Any]]:
+    """Float32 ``n^3`` matmuls, one per BLAS at hand, at ``threads`` threads: ``{"matmul <library>": run}``.
+
+    The compute floor takes the fastest of them: PyTorch's BLAS (MKL) can be far from the machine's peak
+    (on AMD Zen 4 it reached 120-140 GFLOP/s where numpy's OpenBLAS reached 190), and a floor set by a slow
+    matmul would flatter every runner. numpy's threads are limited with threadpoolctl; without it numpy's
+    matmul is left out (with a note) rather than timed at another thread count.
+    """
+    a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    runs: dict[str, Callable[[], Any]] = {f"{MATMUL} torch": lambda: torch.mm(a, b, out=out)}
+    try:
+        import threadpoolctl
+    except ImportError:
+        print("  note: numpy's matmul left out of the floor (pip install threadpoolctl to limit its threads)")
+        return runs
+    # Set once, for the process (a context manager around each call would cost ~0.5 ms a call).
+    threadpoolctl.ThreadpoolController().select(user_api="blas").limit(limits=threads)
+    an, bn, outn = a.numpy(), b.numpy(), out.numpy().copy()
+    runs[f"{MATMUL} numpy"] = lambda: np.matmul(an, bn, out=outn)
+    return runs
+
+
+def matmul_rates(medians: dict[str, float], n: int, items: int = 1) -> dict[str, float]:
+    """Pop the matmul runners' times out of ``medians`` (seconds per item, ``items`` per run): GFLOP/s each."""
+    return {name: 2 * n**3 / (medians.pop(name) * items) / 1e9 for name in [k for k in medians if k.startswith(MATMUL)]}
+
+
+def matmul_gflops(n: int, repeats: int, threads: int) -> dict[str, float]:
+    """GFLOP/s of each of :func:`matmul_runners`, timed interleaved."""
+    return matmul_rates(timed(matmul_runners(n, threads), repeats, 1), n)
 
 
 class _HeadTensors(torch.nn.Module):
@@ -431,9 +457,7 @@ def run_network(pair: dict[str, Any], batches: list[int], repeats: int, matmul_s
     name, ref, ours, macs = pair["name"], pair["effdet"], pair["ours"], pair["macs"]
     ours_cl = copy.deepcopy(ours).to(memory_format=torch.channels_last)
     fast = optimize_for_inference(ours)  # channels_last by default
-    if matmul_size:
-        a, c = torch.randn(matmul_size, matmul_size), torch.randn(matmul_size, matmul_size)
-        product = torch.empty(matmul_size, matmul_size)
+    matmuls = matmul_runners(matmul_size, threads) if matmul_size else {}
     for b in batches:
         x = photo_batch(pair, b)
         xcl = x.contiguous(memory_format=torch.channels_last)
@@ -451,21 +475,24 @@ def run_network(pair: dict[str, Any], batches: list[int], repeats: int, matmul_s
                     raise Mismatch(f"{name} {runner}: head outputs differ from effdet's by {diff:.3g} (relative)")
             print(f"  check {name} batch {b}: head outputs vs effdet, max |diff| / max |effdet|: " + ", ".join(
                 f"{r} {CHECKS[f'network/{name}/b{b}/{r}']:.1e}" for r in checked))
-            if matmul_size:
-                runs[MATMUL] = lambda: torch.mm(a, c, out=product)
+            runs.update(matmuls)
             medians = timed(runs, repeats, b)
         floor_s = None
         if matmul_size:
-            gflops = 2 * matmul_size**3 / (medians.pop(MATMUL) * b) / 1e9
+            rates = matmul_rates(medians, matmul_size, b)
+            fastest, gflops = max(rates.items(), key=lambda kv: kv[1])
             floor_s = 2 * macs / (gflops * 1e9)
             CHECKS[f"network/{name}/b{b}/matmul_gflop_s"] = gflops
+            for lib, rate in rates.items():
+                CHECKS[f"network/{name}/b{b}/{lib.replace(' ', '_')}_gflop_s"] = rate
         record("network", name, b, medians, floor_s=floor_s, macs=macs)
         if floor_s:
             best = min((s, r) for r, s in medians.items() if r != "effdet")
             torch_best = min((s, r) for r, s in medians.items() if r.startswith("ours-") and r != "ours-onnxruntime")
             print(f"  {name} batch {b}: network within {best[0] / floor_s:.1f}x of the matmul floor "
                   f"({best[1]}; best PyTorch runner {torch_best[0] / floor_s:.1f}x; effdet {medians['effdet'] / floor_s:.1f}x; "
-                  f"floor {floor_s * 1e3:.2f} ms/image at {gflops:.1f} GFLOP/s, matmul timed in the same rounds)")
+                  f"floor {floor_s * 1e3:.2f} ms/image at {gflops:.1f} GFLOP/s of the fastest matmul ({fastest}; "
+                  + ", ".join(f"{lib} {rate:.1f}" for lib, rate in rates.items()) + ") timed in the same rounds)")
 
 
 def random_targets(batch: int, size: tuple[int, int], num_classes: int, seed: int = 0) -> list[Targets]:
@@ -620,9 +647,12 @@ def main() -> None:
     gflops = None
     if "matmul" in sections:
         n = args.matmul_size
-        gflops = matmul_gflops(n, max(5, repeats))
+        rates = matmul_gflops(n, max(5, repeats), args.threads)
+        gflops = max(rates.values())
         meta["matmul_gflop_s"] = gflops
-        print(f"\n== matmul: float32 {n}x{n}x{n}, {args.threads} threads: {gflops:.1f} GFLOP/s (the compute floor) ==")
+        meta["matmul_gflop_s_by_library"] = rates
+        print(f"\n== matmul: float32 {n}x{n}x{n}, {args.threads} threads: " + ", ".join(
+            f"{lib} {rate:.1f}" for lib, rate in rates.items()) + f" GFLOP/s; the fastest ({gflops:.1f}) sets the compute floor ==")
         for pair in pairs:
             print(f"  {pair['name']}: floor {2 * pair['macs'] / gflops / 1e6:.2f} ms/image ({pair['macs'] / 1e9:.2f} GMACs)")
     if "network" in sections:

@@ -10,9 +10,10 @@ The network (normalised input -> raw head outputs, ``optimize_for_inference`` wi
 - ``executorch-xnnpack``: ``torch.export`` lowered to ExecuTorch with the XNNPACK partitioner, when installed.
 
 Every engine's outputs are checked first against the plain model's (BatchNorm not folded; relative
-difference ``--tol``); then all are timed in turn (``--repeats`` rounds, medians), with a float32 ``1024^3``
-matmul in the same rounds as the compute floor (``2 * MACs / its GFLOP/s``). The engines that are not installed are skipped with a note; install them into a
-scratch environment to compare (``pip install openvino executorch``; neither is a dependency of the library).
+difference ``--tol``); then all are timed in turn (``--repeats`` rounds, medians), with float32 ``1024^3``
+matmuls (PyTorch's and numpy's; the faster sets the compute floor ``2 * MACs / its GFLOP/s``) in the same
+rounds. The engines that are not installed are skipped with a note; install them into a scratch environment
+to compare (``pip install openvino executorch``; neither is a dependency of the library).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/engines.py --threads 2 [--model tf_efficientdet_lite0] [--json out.json]
 """
@@ -32,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from compare_effdet import _HeadTensors, export_network, timed  # noqa: E402
+from compare_effdet import _HeadTensors, export_network, matmul_rates, matmul_runners, timed  # noqa: E402
 
 from efficientdet import create_model  # noqa: E402
 from efficientdet.benchmark import count_macs  # noqa: E402
@@ -125,18 +126,19 @@ def main() -> None:
             if diff > args.tol:
                 raise SystemExit(f"{engine}: outputs differ from the plain model's by {diff:.3g} (relative), "
                                  "above --tol")
-        a, b, product = torch.randn(1024, 1024), torch.randn(1024, 1024), torch.empty(1024, 1024)
-        runs["matmul"] = lambda: torch.mm(a, b, out=product)
+        runs.update(matmul_runners(1024, args.threads))
         medians = timed(runs, args.repeats, 1)
-    floor = 2 * macs / (2 * 1024**3 / medians.pop("matmul"))
+    rates = matmul_rates(medians, 1024)
+    floor = 2 * macs / (max(rates.values()) * 1e9)
     print(f"\n{args.model} at {size}, batch 1, {args.threads} threads, medians of {args.repeats} interleaved "
-          f"rounds; floor {floor * 1e3:.1f} ms ({macs / 1e9:.2f} GMACs at the matmul's rate in the same rounds)")
+          f"rounds; floor {floor * 1e3:.1f} ms ({macs / 1e9:.2f} GMACs at the rate of the fastest matmul in the same "
+          "rounds: " + ", ".join(f"{lib} {rate:.1f}" for lib, rate in rates.items()) + " GFLOP/s)")
     print(f"{'engine':20s} {'ms':>8s} {'GFLOP/s':>8s} {'x_floor':>8s}")
     for engine, seconds in sorted(medians.items(), key=lambda kv: kv[1]):
         print(f"{engine:20s} {seconds * 1e3:8.1f} {2 * macs / seconds / 1e9:8.1f} {seconds / floor:8.2f}")
     if args.json:
         report = {"model": args.model, "size": size, "threads": args.threads, "floor_ms": floor * 1e3,
-                  "skipped": skipped, "engines": {engine: {"ms": seconds * 1e3, "x_floor": seconds / floor,
+                  "matmul_gflop_s": rates, "skipped": skipped, "engines": {engine: {"ms": seconds * 1e3, "x_floor": seconds / floor,
                                                            "rel_diff": diffs[engine]}
                                                   for engine, seconds in medians.items()}}
         with open(args.json, "w") as f:

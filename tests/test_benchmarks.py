@@ -37,6 +37,9 @@ def test_compare_effdet_quick_run_checks_detections_and_reports_ratios(tmp_path)
     for key in [("e2e", "effdet"), ("e2e", "ours-onnxruntime"), ("network", "ours-onnxruntime"), ("postprocess", "ours")]:
         assert results[key]["ms"] > 0 and results[key]["speedup_vs_effdet"] > 0
     assert results[("network", "ours-onnxruntime")]["x_floor"] > 0
+    # the floor is set by the fastest matmul at hand (PyTorch's and numpy's BLAS, timed in the same rounds)
+    rates = [checks[f"network/tf_efficientdet_lite0/b1/matmul_{lib}_gflop_s"] for lib in ("torch", "numpy")]
+    assert min(rates) > 0 and checks["network/tf_efficientdet_lite0/b1/matmul_gflop_s"] == max(rates)
 
 
 @pytest.mark.slow
@@ -78,3 +81,4 @@ def test_engines_benchmark_checks_outputs_and_times_each_engine(tmp_path):
     for engine in ("openvino", "executorch-xnnpack"):
         assert (engine in engines) != (engine in report["skipped"])
     assert all(e["ms"] > 0 and e["x_floor"] > 0 for e in engines.values()) and report["floor_ms"] > 0
+    assert set(report["matmul_gflop_s"]) == {"matmul torch", "matmul numpy"}
