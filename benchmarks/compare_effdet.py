@@ -358,9 +358,9 @@ def photo_batch(pair: dict[str, Any], batch: int) -> torch.Tensor:
 def matmul_runners(n: int, threads: int) -> dict[str, Callable[[], Any]]:
     """Float32 ``n^3`` matmuls, one per BLAS at hand, at ``threads`` threads: ``{"matmul <library>": run}``.
 
-    The compute floor takes the fastest of them: PyTorch's BLAS (MKL) can be far from the machine's peak
-    (on AMD Zen 4 it reached 120-140 GFLOP/s where numpy's OpenBLAS reached 190), and a floor set by a slow
-    matmul would flatter every runner. numpy's threads are limited with threadpoolctl; without it numpy's
+    The compute floor takes the fastest of them (:func:`fastest_rate`): PyTorch's BLAS (MKL) can be far from
+    the machine's peak (on an AMD Zen 4, 78-190 GFLOP/s where numpy's OpenBLAS ran 169-203), and a floor set
+    by a slow matmul would flatter every runner. numpy's threads are limited with threadpoolctl; without it numpy's
     matmul is left out (with a note) rather than timed at another thread count.
     """
     a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
@@ -372,7 +372,7 @@ def matmul_runners(n: int, threads: int) -> dict[str, Callable[[], Any]]:
         return runs
     # Set once, for the process (a context manager around each call would cost ~0.5 ms a call).
     threadpoolctl.ThreadpoolController().select(user_api="blas").limit(limits=threads)
-    an, bn, outn = a.numpy(), b.numpy(), out.numpy().copy()
+    an, bn, outn = a.numpy(), b.numpy(), np.empty((n, n), np.float32)
     runs[f"{MATMUL} numpy"] = lambda: np.matmul(an, bn, out=outn)
     return runs
 
@@ -380,6 +380,11 @@ def matmul_runners(n: int, threads: int) -> dict[str, Callable[[], Any]]:
 def matmul_rates(medians: dict[str, float], n: int, items: int = 1) -> dict[str, float]:
     """Pop the matmul runners' times out of ``medians`` (seconds per item, ``items`` per run): GFLOP/s each."""
     return {name: 2 * n**3 / (medians.pop(name) * items) / 1e9 for name in [k for k in medians if k.startswith(MATMUL)]}
+
+
+def fastest_rate(rates: dict[str, float]) -> tuple[float, str]:
+    """The floor's rate from :func:`matmul_rates`: ``(GFLOP/s of the fastest matmul, "lib a, lib b" rates text)``."""
+    return max(rates.values()), ", ".join(f"{lib} {rate:.1f}" for lib, rate in rates.items())
 
 
 def matmul_gflops(n: int, repeats: int, threads: int) -> dict[str, float]:
@@ -480,7 +485,7 @@ def run_network(pair: dict[str, Any], batches: list[int], repeats: int, matmul_s
         floor_s = None
         if matmul_size:
             rates = matmul_rates(medians, matmul_size, b)
-            fastest, gflops = max(rates.items(), key=lambda kv: kv[1])
+            gflops, rates_text = fastest_rate(rates)
             floor_s = 2 * macs / (gflops * 1e9)
             CHECKS[f"network/{name}/b{b}/matmul_gflop_s"] = gflops
             for lib, rate in rates.items():
@@ -491,8 +496,8 @@ def run_network(pair: dict[str, Any], batches: list[int], repeats: int, matmul_s
             torch_best = min((s, r) for r, s in medians.items() if r.startswith("ours-") and r != "ours-onnxruntime")
             print(f"  {name} batch {b}: network within {best[0] / floor_s:.1f}x of the matmul floor "
                   f"({best[1]}; best PyTorch runner {torch_best[0] / floor_s:.1f}x; effdet {medians['effdet'] / floor_s:.1f}x; "
-                  f"floor {floor_s * 1e3:.2f} ms/image at {gflops:.1f} GFLOP/s of the fastest matmul ({fastest}; "
-                  + ", ".join(f"{lib} {rate:.1f}" for lib, rate in rates.items()) + ") timed in the same rounds)")
+                  f"floor {floor_s * 1e3:.2f} ms/image at {gflops:.1f} GFLOP/s, the fastest of the matmuls timed in "
+                  f"the same rounds: {rates_text})")
 
 
 def random_targets(batch: int, size: tuple[int, int], num_classes: int, seed: int = 0) -> list[Targets]:
@@ -648,11 +653,11 @@ def main() -> None:
     if "matmul" in sections:
         n = args.matmul_size
         rates = matmul_gflops(n, max(5, repeats), args.threads)
-        gflops = max(rates.values())
+        gflops, rates_text = fastest_rate(rates)
         meta["matmul_gflop_s"] = gflops
         meta["matmul_gflop_s_by_library"] = rates
-        print(f"\n== matmul: float32 {n}x{n}x{n}, {args.threads} threads: " + ", ".join(
-            f"{lib} {rate:.1f}" for lib, rate in rates.items()) + f" GFLOP/s; the fastest ({gflops:.1f}) sets the compute floor ==")
+        print(f"\n== matmul: float32 {n}x{n}x{n}, {args.threads} threads: {rates_text} GFLOP/s; "
+              f"the fastest ({gflops:.1f}) sets the compute floor ==")
         for pair in pairs:
             print(f"  {pair['name']}: floor {2 * pair['macs'] / gflops / 1e6:.2f} ms/image ({pair['macs'] / 1e9:.2f} GMACs)")
     if "network" in sections:
