@@ -175,18 +175,20 @@ def _onnx_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, num_gro
                    score_threshold: float, max_per_group: int) -> Tensor:
     """``kept [B, C]`` bool via the ONNX ``NonMaxSuppression`` operator (per image, per group).
 
-    ONNX takes scores per group ``[B, G, C]``; a candidate scores 0 outside its own group, and a score
-    threshold of at least 0 keeps those entries out (with classes, a candidate whose sigmoid underflowed to
-    exactly 0 is never selected; PyTorch may return it when fewer than ``D`` others exist).
+    ``scores [B, C]`` sorted best first, equal scores in TF's tie order (as :class:`CandidateSource` gives
+    them). The operator sees ranks ``C - position`` instead of the scores: the same order, but no two equal,
+    so it cannot break a tie differently (the ONNX spec leaves tie order open). Candidates at or below
+    ``score_threshold`` get rank 0, and so do the entries outside a candidate's own group of ``[B, G, C]``;
+    the operator's threshold of 0.5 drops them.
     """
     b, c = scores.shape
+    position = torch.ones_like(scores, dtype=torch.int64).cumsum(1)  # 1 .. C (tensor ops: dynamic shapes)
+    rank = torch.where(scores > score_threshold, (c + 1 - position).to(scores.dtype), 0.0)  # exact below 2^24
     if groups is None:
-        per_group = scores[:, None, :]
-        threshold = score_threshold
+        per_group = rank[:, None, :]
     else:  # one write per candidate (a scatter), not a compare and select over all G x C entries
-        per_group = scores.new_zeros(b, num_groups, c).scatter(1, groups[:, None, :], scores[:, None, :])
-        threshold = max(score_threshold, 0.0)
-    selected = _onnx_nms_op()(boxes, per_group, float(iou_threshold), float(threshold), int(max_per_group))
+        per_group = rank.new_zeros(b, num_groups, c).scatter(1, groups[:, None, :], rank[:, None, :])
+    selected = _onnx_nms_op()(boxes, per_group, float(iou_threshold), 0.5, int(max_per_group))
     kept = torch.zeros(b, c, dtype=torch.bool, device=scores.device)
     return kept.index_put((selected[:, 0], selected[:, 2]), torch.ones_like(selected[:, 0], dtype=torch.bool))
 

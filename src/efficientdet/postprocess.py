@@ -12,6 +12,13 @@ Two modes (``PostprocessConfig.mode``), each reproducing its reference:
 reported scores are the decayed ones). A candidate needs a score ``> score_threshold``; a threshold of 0
 means the official default: none for hard NMS, :data:`~efficientdet.ops.nms.SOFT_NMS_SCORE_THRESHOLD` for soft.
 
+Scores: ``global`` mode computes them as TF does in float32 (:func:`~efficientdet.ops.sigmoid.tf_sigmoid`,
+bit for bit, which saturates to exactly 1.0 from logit 16.6355 on), ``topk`` mode correctly rounded
+(:func:`~efficientdet.ops.sigmoid.rounded_sigmoid`). Ties, as in TF's NMS kernel: candidates are ordered by
+descending score, then ascending anchor index (``topk`` mode: anchor, then class), and NMS gives equal
+scores, decayed ones included, to the lower anchor (and class) first, in every path (eager, traced,
+exported, batched, per class).
+
 Speed without changing the result: the top-k runs on logits (sigmoid is monotonic) over the
 ``max_detection_points`` anchors with the largest best-class logit, which must hold the global top-k over
 anchors x classes (their best pairs first, see :func:`_topk_order`). NMS first runs on the best-scoring
@@ -36,6 +43,7 @@ from efficientdet.modeling.anchors import input_size_from_anchors
 from efficientdet.ops.box_coder import decode
 from efficientdet.ops.boxes import clip_boxes
 from efficientdet.ops.nms import SOFT_NMS_SCORE_THRESHOLD, batched_nms, greedy_nms, is_tracing
+from efficientdet.ops.sigmoid import rounded_sigmoid, tf_sigmoid
 from efficientdet.structures import Detections, HeadOutputs, ImageMeta
 
 PAD_LABEL = -1
@@ -101,14 +109,9 @@ class Candidates(NamedTuple):
     next_score: Tensor
 
 
-def _sigmoid(logits: Tensor) -> Tensor:
-    """float32 sigmoid, correctly rounded: float32 ``1 / (1 + exp(-x))`` loses an ulp near 1, which reorders
-    nearly saturated scores relative to TF (whose sigmoid rounds correctly there)."""
-    return logits.double().sigmoid().float()
-
-
 def _topk_order(logits: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Top-``k`` (anchor, class) pairs by logit, best first: ``anchor [B, k]``, ``label [B, k]``, ``score [B, k]``.
+    """Top-``k`` (anchor, class) pairs by logit, best first: ``anchor [B, k]``, ``label [B, k]``, ``score [B, k]``
+    (correctly rounded sigmoid); equal scores in ascending (anchor, class) order, the order TF gives ties.
 
     The pool: the best pair of each of the ``m`` anchors with the largest best-class logit (they hold the global
     top-k), then the other classes of those anchors. Best pairs first makes the final top-k cheap where it
@@ -126,7 +129,12 @@ def _topk_order(logits: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     other = (flat - m).clamp(min=0)
     rank = torch.where(is_best, flat, other // num_classes)
     label = torch.where(is_best, best_class.gather(1, flat.clamp(max=m - 1)), other % num_classes)
-    return top_anchors.gather(1, rank), label, _sigmoid(values)
+    anchor, score = top_anchors.gather(1, rank), rounded_sigmoid(values)
+    # Equal scores (equal logits, or logits that round to one score) by ascending (anchor, class): number
+    # the runs of equal scores, then sort by (run, pair). The keys are distinct, so any sort gives this order.
+    run = torch.cat([torch.zeros_like(score[:, :1], dtype=torch.int64), (score[:, 1:] != score[:, :-1]).long()], 1)
+    order = (run.cumsum(1) * (n * num_classes) + anchor * num_classes + label).argsort(dim=1)
+    return anchor.gather(1, order), label.gather(1, order), score
 
 
 def _ranking_keys(scores: Tensor) -> Tensor:
@@ -155,7 +163,7 @@ class CandidateSource:
         if self.mode == "topk":
             self.anchor, self.label, self.scores = _topk_order(self.logits, cfg.max_detection_points)
         else:
-            self.scores = _sigmoid(self.logits.amax(dim=-1))  # [B, N], anchor order
+            self.scores = tf_sigmoid(self.logits.amax(dim=-1))  # [B, N], anchor order, TF's float32 values
             self.keys: Tensor | None = None
         self.size = self.scores.shape[1]
 
@@ -267,19 +275,22 @@ def _select(source: CandidateSource, cfg: PostprocessConfig) -> tuple[Candidates
     while True:
         cand = source.take(p)
         groups = cand.label if class_aware else None
-        if soft:
-            idx, scores, counts = greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, sigma, threshold, groups)
+        if soft:  # equal (decayed) scores go to the lower anchor, then class: TF's box index order
+            ids = cand.anchor * source.logits.shape[-1] + cand.label
+            idx, scores, counts = greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, sigma, threshold, groups,
+                                             ids)
         elif tracing:
             idx, scores, counts = hard_nms_fixed(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d)
         else:
             idx, scores, counts = _hard_nms_padded(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d)
         if p == c:
             return cand, idx, scores, counts
-        # Final when no candidate left out can still be selected: D found (in soft mode, the last scoring at
-        # least the best score left out, as decays only lower scores), or all left out are below threshold.
+        # Final when no candidate left out can still be selected: D found (in soft mode, the last scoring
+        # above the best score left out, as decays only lower scores; an equal one could have won the tie by
+        # its anchor), or all left out are below threshold. Hard NMS visits candidates in their order.
         final = counts == d
         if soft:
-            final = final & (scores[:, -1] >= cand.next_score)
+            final = final & (scores[:, -1] > cand.next_score)
         final = final | (cand.next_score <= threshold)
         if bool(final.all()):
             return cand, idx, scores, counts
