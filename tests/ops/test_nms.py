@@ -1,8 +1,7 @@
-"""NMS against torchvision (hard) and a transcription of TF's NonMaxSuppressionV5 (soft and hard)."""
+"""NMS against torchvision (hard) and a transcription of TF's NonMaxSuppressionV5 (soft and hard), ties included."""
 
 from __future__ import annotations
 
-import heapq
 import math
 
 import numpy as np
@@ -12,47 +11,7 @@ import torchvision
 
 from efficientdet.ops import nms as nms_module
 from efficientdet.ops.nms import batched_nms, greedy_nms, soft_nms
-
-
-def tf_nms(boxes: np.ndarray, scores: np.ndarray, max_out: int, iou_thr: float, score_thr: float, tf_sigma: float):
-    """TF's CPU kernel, step by step: a priority queue with lazy re-scoring, float32 arithmetic, boxes yxyx."""
-    boxes, scores = boxes.astype(np.float32), scores.astype(np.float32)
-
-    def iou(i, j):
-        a, b = boxes[i], boxes[j]
-        area_i = (max(a[0], a[2]) - min(a[0], a[2])) * (max(a[1], a[3]) - min(a[1], a[3]))
-        area_j = (max(b[0], b[2]) - min(b[0], b[2])) * (max(b[1], b[3]) - min(b[1], b[3]))
-        if area_i <= 0 or area_j <= 0:
-            return np.float32(0)
-        h = max(min(a[2], b[2]) - max(a[0], b[0]), np.float32(0))
-        w = max(min(a[3], b[3]) - max(a[1], b[1]), np.float32(0))
-        inter = np.float32(h * w)
-        return np.float32(inter / np.float32(area_i + area_j - inter))
-
-    scale = np.float32(-0.5 / tf_sigma) if tf_sigma > 0 else np.float32(0)
-    queue = [(-s, i, 0, s) for i, s in enumerate(scores) if s > score_thr]  # (priority, index, begin, score)
-    heapq.heapify(queue)
-    selected, selected_scores = [], []
-    while len(selected) < max_out and queue:
-        _, i, begin, score = heapq.heappop(queue)
-        original = score
-        hard_suppressed = False
-        for j in range(len(selected) - 1, begin - 1, -1):
-            sim = iou(i, selected[j])
-            score = np.float32(score * np.exp(np.float32(scale * sim * sim)))
-            if tf_sigma == 0 and sim > iou_thr:
-                hard_suppressed = True
-                break
-            if score <= score_thr:
-                break
-        if hard_suppressed:
-            continue
-        if score == original:
-            selected.append(i)
-            selected_scores.append(score)
-        elif score > score_thr:
-            heapq.heappush(queue, (-score, i, len(selected), score))
-    return selected, selected_scores
+from tests.ops.tf_reference import tf_nms
 
 
 def clustered_boxes(b: int, c: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,3 +109,88 @@ def test_traced_greedy_has_fixed_shapes():
         traced(boxes2, scores2), greedy_nms(boxes2, scores2, 20, sigma=0.5, score_threshold=0.001), strict=True
     ):
         assert torch.equal(got, want)
+
+
+def _yxyx(boxes: torch.Tensor) -> np.ndarray:
+    return boxes[:, [1, 0, 3, 2]].numpy()
+
+
+def tied_scene(seed: int, c: int = 160) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Overlapping boxes ``[1, C, 4]`` whose scores ``[1, C]`` take 5 values (many exact ties), and a best-first
+    candidate order ``[1, C]`` in which equal scores are shuffled (not in index order)."""
+    boxes, _ = clustered_boxes(1, c, seed)
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.tensor([0.3, 0.5, 0.6, 0.7, 0.9])[torch.randint(0, 5, (1, c), generator=g)]
+    shuffled = torch.randperm(c, generator=g)[None]
+    order = shuffled.gather(1, scores.gather(1, shuffled).sort(dim=1, descending=True, stable=True).indices)
+    return boxes, scores, order
+
+
+@pytest.mark.parametrize("table", [True, False])
+@pytest.mark.parametrize("sigma, thr", [(0.5, 0.001), (0.0, -math.inf)])
+def test_ties_go_to_the_lower_index_like_tf(monkeypatch, table, sigma, thr):
+    """Candidates given best first with shuffled ties (as post-processing hands them over) and TF's box
+    indices as ``ids``: TF's selection order exactly; without ``ids`` the positions decide and it differs."""
+    if not table:
+        monkeypatch.setattr(nms_module, "PAIRWISE_LIMIT", 0)
+    boxes, scores, order = tied_scene(5)
+    ref_idx, ref_scores = tf_nms(_yxyx(boxes[0]), scores[0].numpy(), 60, 0.5, thr, sigma / 2)
+    cand_boxes, cand_scores = boxes[:, order[0]], scores[:, order[0]]
+    idx, out, n = greedy_nms(cand_boxes, cand_scores, 60, 0.5, sigma, thr, ids=order)
+    assert n.item() == len(ref_idx) == 60
+    assert order[0, idx[0]].tolist() == ref_idx
+    torch.testing.assert_close(out[0], torch.tensor(ref_scores), rtol=0, atol=1e-6)
+    by_position, _, _ = greedy_nms(cand_boxes, cand_scores, 60, 0.5, sigma, thr)
+    assert order[0, by_position[0]].tolist() != ref_idx  # the scene does need the tie rule
+    # in index order no ids are needed
+    idx, _, _ = greedy_nms(boxes, scores, 60, 0.5, sigma, thr)
+    assert idx[0].tolist() == ref_idx
+
+
+@pytest.mark.parametrize("far_first", [True, False])
+def test_soft_nms_decayed_score_landing_on_an_untouched_score(far_first):
+    """Box ``near`` overlaps the first selection (IoU 0.25) and decays exactly onto the untouched score of box
+    ``far``: TF takes the lower index of the two next, whatever their scores were before the decay."""
+    first, near, far = [0.0, 0, 10, 10], [6.0, 0, 16, 10], [50.0, 50, 60, 60]
+    decay = np.float32(math.exp(np.float32(np.float32(-2.0) * np.float32(0.25)) * np.float32(0.25)))
+    near_score, far_score = np.float32(0.8), np.float32(np.float32(0.8) * decay)  # the exact tie after one decay
+    rows = [(first, 0.9), (far, far_score), (near, near_score)] if far_first else [(first, 0.9), (near, near_score),
+                                                                                     (far, far_score)]
+    boxes = torch.tensor([b for b, _ in rows])[None]
+    scores = torch.tensor([float(s) for _, s in rows], dtype=torch.float32)[None]
+    ref_idx, ref_scores = tf_nms(_yxyx(boxes[0]), scores[0].numpy(), 3, 0.5, 0.001, 0.25)
+    assert ref_idx == [0, 1, 2] and ref_scores[1] == ref_scores[2] == far_score  # TF: index 1, then 2
+    idx, out, _ = soft_nms(boxes, scores, 3)
+    assert idx[0].tolist() == ref_idx and out[0].tolist() == [float(s) for s in ref_scores]
+    # The same candidates best first (by original score: first, near, far) with their TF indices as ids.
+    order = torch.tensor([[0, 2, 1]]) if far_first else torch.tensor([[0, 1, 2]])
+    idx, out, _ = soft_nms(boxes[:, order[0]], scores[:, order[0]], 3, ids=order)
+    assert order[0, idx[0]].tolist() == ref_idx and out[0].tolist() == [float(s) for s in ref_scores]
+
+
+def test_hard_nms_tie_keeps_the_lower_index_everywhere():
+    """Two equal-scored boxes overlapping above the threshold: every hard NMS keeps the lower index."""
+    from efficientdet.postprocess import _hard_nms_padded, hard_nms_fixed
+
+    boxes = torch.tensor([[[20.0, 20, 30, 30], [0, 0, 10, 10], [1, 0, 11, 10], [21, 20, 31, 30]]])
+    scores = torch.tensor([[0.5, 0.5, 0.5, 0.5]])
+    ref, _ = tf_nms(_yxyx(boxes[0]), scores[0].numpy(), 4, 0.5, -math.inf, 0.0)
+    assert ref == [0, 1]
+    assert greedy_nms(boxes, scores, 4)[0][0, :2].tolist() == ref
+    assert batched_nms(boxes[0], scores[0], torch.zeros(4, dtype=torch.int64)).tolist() == ref
+    assert hard_nms_fixed(boxes, scores, None, 0.5, -math.inf, 4)[0][0, :2].tolist() == ref
+    assert _hard_nms_padded(boxes, scores, None, 0.5, -math.inf, 4)[0][0, :2].tolist() == ref
+    order = torch.tensor([[3, 2, 1, 0]])  # reversed candidates: ids restore TF's choice
+    idx = greedy_nms(boxes[:, order[0]], scores[:, order[0]], 4, ids=order)[0]
+    assert order[0, idx[0, :2]].tolist() == ref
+
+
+@pytest.mark.parametrize("fixture", ["tf-official/d0", "tf-official-lite0/lite0"])
+def test_tf_transcription_reproduces_the_fixtures_soft_nms(reference_dir, fixture):
+    """The transcription is TF's kernel: from TF's pre-NMS boxes and scores it gives the official soft-NMS
+    detections bit for bit (which also pins the correctly rounded ``exp``)."""
+    folder, prefix = fixture.split("/")
+    p = np.load(reference_dir / folder / f"{prefix}-postprocess-native-ema.npz")
+    selected, scores = tf_nms(p["prenms_boxes"][0], p["prenms_scores"][0], 100, 0.5, 0.001, 0.25)
+    assert np.array_equal(np.array(scores, np.float32), p["detections"][0, :, 5])
+    assert np.array_equal(p["prenms_classes"][0][selected] + 1, p["detections"][0, :, 6])
