@@ -90,18 +90,8 @@ def test_small_input_both_weight_sets(reference_dir, key, weights):
     assert (o.cls_logits - _flat(out, f"{other}_class_p", 90)).abs().max() > 1.0
 
 
-def _tf_style_se_forward(self, x):
-    """timm's SqueezeExcite with TF's float32 mean: a running sum per 4-float packet (Eigen, SSE)."""
-    b, c, h, w = x.shape
-    flat = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
-    packets = torch.nn.functional.pad(flat, (0, 0, 0, (-h * w) % 4)).reshape(b, -1, 4, c).numpy()
-    total = np.cumsum(packets, axis=1, dtype=np.float32)[:, -1].sum(axis=1, dtype=np.float32)
-    s = torch.from_numpy(total / np.float32(h * w)).reshape(b, c, 1, 1)
-    return x * self.gate(self.conv_expand(self.act1(self.conv_reduce(s))))
-
-
-def test_remaining_gap_is_tfs_float32_squeeze_excite_mean(reference_dir, monkeypatch):
-    import timm.models._efficientnet_blocks as blocks
+def test_remaining_gap_is_tfs_float32_squeeze_excite_mean(reference_dir):
+    from efficientdet.weights.fidelity import tf_squeeze_excite
 
     model, folder = _load(reference_dir, "d0")
     x = _nchw(np.load(folder / "d0-inputs.npz")["input"])
@@ -109,9 +99,9 @@ def test_remaining_gap_is_tfs_float32_squeeze_excite_mean(reference_dir, monkeyp
     refs = [_nchw(out[f"backbone_p{lv}"]) for lv in (3, 4, 5)]
     with torch.no_grad():
         exact = model.backbone(x)
-    monkeypatch.setattr(blocks.SqueezeExcite, "forward", _tf_style_se_forward)
-    with torch.no_grad():
-        tf_like = model.backbone(x)
+        with tf_squeeze_excite(model) as layers:
+            tf_like = model.backbone(x)
+    assert layers == 16  # one per MBConv block of b0
     for ours, tfs, ref in zip(exact, tf_like, refs):
         assert (tfs - ref).abs().max() <= 1e-4
         assert (ours - ref).abs().max() > 2 * (tfs - ref).abs().max()

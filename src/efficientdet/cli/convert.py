@@ -18,8 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     tf.add_argument("checkpoint", help="e.g. efficientdet-d0/ or efficientdet-d0.tar.gz")
     tf.add_argument("--model", help="official (efficientdet-d0) or registry (tf_efficientdet_d0) name; default: "
                                     "guessed from the file")
-    tf.add_argument("--out", required=True, help="output file (.safetensors recommended)")
+    tf.add_argument("--out", help="output file (.safetensors recommended); optional with --verify")
     tf.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA weights")
+    tf.add_argument("--verify", nargs="+", metavar="NPZ",
+                    help="measure fidelity on TF's network input and (optionally) TF's outputs for it: .npz files "
+                         "with 'input' [B, H, W, 3] and 'class_p3'.. 'box_p7' (keys merged; layout in "
+                         "efficientdet.weights.fidelity); prints ours float32 vs float64, TF float32 vs our "
+                         "float64, and with TF's squeeze-excite rounding")
     tf.set_defaults(func=run_tf)
 
     eff = kinds.add_parser("effdet", help="an effdet (rwightman/efficientdet-pytorch) checkpoint or state dict")
@@ -37,22 +42,42 @@ def _usage(out: object, name: str) -> None:
 
 
 def run_tf(args: argparse.Namespace) -> int:
+    from efficientdet.errors import ConfigError
     from efficientdet.weights.checkpoint import save_inference_weights
     from efficientdet.weights.tf_convert import EMA_SUFFIX, convert_tf_checkpoint
     from efficientdet.weights.tf_reader import list_tf_checkpoint
 
+    if not args.out and not args.verify:
+        raise ConfigError("convert tf needs --out FILE (the converted weights), --verify NPZ, or both")
     entries = list_tf_checkpoint(args.checkpoint)
     has_ema = any(k.endswith(EMA_SUFFIX) for k in entries)
     use_ema = has_ema and not args.no_ema
     config, state = convert_tf_checkpoint(args.checkpoint, args.model, use_ema=use_ema)
-    path = save_inference_weights(state, config, args.out, ema=use_ema)
     print(f"read {len(entries)} TF checkpoint entries from {args.checkpoint} "
           f"({'EMA' if use_ema else 'raw'} weights{'' if has_ema else '; the file has no EMA weights'})")
     print(f"model {config.name}: {config.num_classes} classes, input {config.image_size[0]}x{config.image_size[1]}, "
           f"post-processing {config.postprocess.mode}/{config.postprocess.nms} NMS (official)")
-    print(f"wrote {len(state)} tensors -> {path}")
-    _usage(path, config.name)
+    if args.verify:
+        _verify(config, state, args.verify)
+    if args.out:
+        path = save_inference_weights(state, config, args.out, ema=use_ema)
+        print(f"wrote {len(state)} tensors -> {path}")
+        _usage(path, config.name)
     return 0
+
+
+def _verify(config: object, state: dict, paths: list[str]) -> None:
+    """Print :func:`~efficientdet.weights.fidelity.measure_fidelity` of the converted weights on ``paths``."""
+    from efficientdet.modeling.detector import EfficientDet
+    from efficientdet.weights.fidelity import measure_fidelity, read_verify_npz
+
+    model = EfficientDet(config).eval()
+    model.load_state_dict(state, strict=False)
+    inputs, tf_outputs = read_verify_npz(paths, range(model.config.min_level, model.config.max_level + 1))
+    for line in measure_fidelity(model, inputs, tf_outputs).lines():
+        print(line)
+    if tf_outputs is None:
+        print("  (no TF outputs in the files: add class_p*/box_p* to compare with TF)")
 
 
 def run_effdet(args: argparse.Namespace) -> int:
