@@ -32,6 +32,9 @@ NMS inside the graph:
   ONNX files with soft-NMS are written by the TorchScript-based exporter (seconds; the dynamo exporter
   needs minutes for the unrolled loop), see :data:`ONNX_EXPORTERS`.
 
+Every graph breaks exact score ties as PyTorch does, which is TF's order (lower anchor, then class, first; see
+:mod:`efficientdet.postprocess`): the ONNX operator is given tie-free ranks instead of the scores.
+
 Running an exported ONNX file with onnxruntime alone (no torch, no efficientdet)::
 
     import json

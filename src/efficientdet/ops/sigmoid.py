@@ -77,11 +77,15 @@ def tf_sigmoid(logits: Tensor) -> Tensor:
     export format keeps (no data-dependent shapes), so traced and exported graphs compute the same.
     """
     x = logits.float().reshape(-1)
-    position = torch.ones_like(x, dtype=torch.int64).cumsum(0)  # 1 .. n, from tensor ops (dynamic shapes)
+    packets = _tf_packet_sigmoid(x)
+    # Only the last TF_PACKET_SIZE - 1 elements can be in the tail; which of them are depends on n, taken from
+    # tensor ops (not the Python shape), so that traced graphs keep it dynamic.
+    last = TF_PACKET_SIZE - 1
+    position = torch.ones_like(x, dtype=torch.int64).cumsum(0)  # 1 .. n
     n = position[-1:]
-    in_packet = position <= n - n % TF_PACKET_SIZE
-    out = torch.where(in_packet, _tf_packet_sigmoid(x), _tf_scalar_sigmoid(x))
-    return out.reshape(logits.shape)
+    in_tail = position[-last:] > n - n % TF_PACKET_SIZE
+    tail = torch.where(in_tail, _tf_scalar_sigmoid(x[-last:]), packets[-last:])
+    return torch.cat([packets[:-last], tail]).reshape(logits.shape)
 
 
 __all__ = ["TF_PACKET_SIZE", "TF_SIGMOID_CLAMP", "rounded_sigmoid", "tf_sigmoid"]
