@@ -1,1 +1,1 @@
-"""Box operations: helpers (:mod:`.boxes`), the box coder (:mod:`.box_coder`) and NMS (:mod:`.nms`)."""
+"""Box operations: helpers (:mod:`.boxes`), the box coder (:mod:`.box_coder`), NMS (:mod:`.nms`) and score sigmoids (:mod:`.sigmoid`)."""
