@@ -93,12 +93,16 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
     A checkpoint that carries its config (files written by ``efficientdet convert`` or training) defines the
     model on its own, anchors and post-processing included; otherwise ``name`` gives the architecture.
     """
-    from efficientdet.factory import create_model
+    from efficientdet.factory import create_model, warn_random_weights
+    from efficientdet.registry import resolve_name
 
     if checkpoint is None:
         if name is None:
             raise ConfigError("give a model name (e.g. tf_efficientdet_d0) or a checkpoint file")
-        return create_model(name, pretrained=pretrained)
+        model = create_model(name, pretrained=pretrained)
+        if not pretrained:
+            warn_random_weights(model.config.name)
+        return model
     from efficientdet.weights.checkpoint import read_model_checkpoint
 
     ckpt = read_model_checkpoint(Path(checkpoint))
@@ -107,7 +111,7 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
             raise ConfigError(f"checkpoint {checkpoint} does not say which model it holds; pass the model name too "
                               "(--model NAME)")
         return create_model(name, checkpoint_path=Path(checkpoint))
-    if name is not None and name.split(".", 1)[0] != ckpt.config.name:
+    if name is not None and resolve_name(name).split(".", 1)[0] != ckpt.config.name:
         log.warning("checkpoint %s holds %r; using its own config rather than %r", checkpoint, ckpt.config.name, name)
     model = create_model(ckpt.config)
     ckpt.load_into(model)

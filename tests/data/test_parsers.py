@@ -357,7 +357,7 @@ def test_convert_between_all_formats(sample_root: Path, tmp_path: Path) -> None:
                         ("openimages", tmp_path / "oi"), ("csv", tmp_path / "x.csv")):
         out = save_dataset(src, target, fmt, split="val")
         kwargs = {"one_based": True} if fmt == "voc" else {}
-        again = load_dataset(out, fmt, "val", **kwargs)
+        again = load_dataset(out, fmt, default_split="val", **kwargs)  # the VOC image set / YOLO split written
         # OpenImages has no row for an image without boxes or image-level labels
         keep = [i for i, r in enumerate(src.records) if fmt != "openimages" or len(r.labels)]
         assert [len(r.labels) for r in again.records] == [len(src.records[i].labels) for i in keep], fmt

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from efficientdet.cli.options import add_output_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert official TensorFlow or effdet checkpoints into .safetensors weights")
@@ -16,16 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     tf = kinds.add_parser("tf", help="an official google/automl checkpoint (folder, prefix or .tar.gz / .tgz)")
     tf.add_argument("checkpoint", help="e.g. efficientdet-d0/ or efficientdet-d0.tar.gz")
-    tf.add_argument("--model", help="official (efficientdet-d0) or registry (tf_efficientdet_d0) name; default: "
-                                    "guessed from the file")
-    tf.add_argument("--out", required=True, help="output file (.safetensors recommended)")
+    tf.add_argument("--model", metavar="NAME", help="the architecture: official (efficientdet-d0) or registry "
+                                                    "(tf_efficientdet_d0) name; default: guessed from the file")
+    add_output_option(tf, "output file (.safetensors recommended)", required=True, metavar="FILE")
     tf.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA weights")
     tf.set_defaults(func=run_tf)
 
     eff = kinds.add_parser("effdet", help="an effdet (rwightman/efficientdet-pytorch) checkpoint or state dict")
     eff.add_argument("checkpoint", help="e.g. tf_efficientdet_d0_34-f153e0cf.pth or a training checkpoint")
-    eff.add_argument("--model", required=True, help="its effdet model name, e.g. tf_efficientdet_d0")
-    eff.add_argument("--out", required=True, help="output file (.safetensors recommended)")
+    eff.add_argument("--model", metavar="NAME", required=True, help="the architecture: its effdet model name, e.g. "
+                                                                    "tf_efficientdet_d0")
+    add_output_option(eff, "output file (.safetensors recommended)", required=True, metavar="FILE")
     eff.add_argument("--no-ema", action="store_true", help="the raw weights when the file also has EMA weights")
     eff.set_defaults(func=run_effdet)
 
@@ -45,7 +48,7 @@ def run_tf(args: argparse.Namespace) -> int:
     has_ema = any(k.endswith(EMA_SUFFIX) for k in entries)
     use_ema = has_ema and not args.no_ema
     config, state = convert_tf_checkpoint(args.checkpoint, args.model, use_ema=use_ema)
-    path = save_inference_weights(state, config, args.out, ema=use_ema)
+    path = save_inference_weights(state, config, args.output, ema=use_ema)
     print(f"read {len(entries)} TF checkpoint entries from {args.checkpoint} "
           f"({'EMA' if use_ema else 'raw'} weights{'' if has_ema else '; the file has no EMA weights'})")
     print(f"model {config.name}: {config.num_classes} classes, input {config.image_size[0]}x{config.image_size[1]}, "
@@ -67,7 +70,7 @@ def run_effdet(args: argparse.Namespace) -> int:
     num_classes = ModelCheckpoint(args.checkpoint, state).num_classes
     model = create_model(args.model, num_classes=num_classes)
     load_weights(model, state, source=f"weights in {args.checkpoint}")
-    path = save_inference_weights(model.state_dict(), model.config, args.out, ema=use_ema)
+    path = save_inference_weights(model.state_dict(), model.config, args.output, ema=use_ema)
     print(f"read {len(state)} tensors from {args.checkpoint} ({'EMA' if use_ema else 'raw'} weights"
           f"{'' if has_ema else '; the file has no EMA weights'})")
     print(f"model {model.config.name}: {model.config.num_classes} classes, input "

@@ -62,8 +62,10 @@ def _load_datasets(cfg: TrainConfig) -> tuple[DetectionDataset, DetectionDataset
 
     if not cfg.train_data:
         raise ConfigError("no training data: set train_data (--data PATH) to a dataset folder or annotation file")
-    train = load_dataset(cfg.train_data, cfg.data_format, split="train")
-    val = load_dataset(cfg.val_data, cfg.data_format, split="val") if cfg.val_data else None
+    train = load_dataset(cfg.train_data, cfg.data_format, split=cfg.train_split, default_split="train")
+    val = None
+    if cfg.val_data:
+        val = load_dataset(cfg.val_data, cfg.data_format, split=cfg.val_split, default_split="val")
     if val is not None and tuple(val.label_names) != tuple(train.label_names):
         raise ConfigError(f"the validation classes {list(val.label_names)[:5]}... differ from the training classes "
                           f"{list(train.label_names)[:5]}...; both splits must share one label list")
