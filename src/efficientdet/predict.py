@@ -27,6 +27,8 @@ import functools
 import json
 import logging
 import os
+import sys
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -629,14 +631,50 @@ class Predictor:
                               max_detections=self.postprocess.max_detections)
 
 
-def predict(images: ImageInput | Sequence[ImageInput], model: str | os.PathLike[str] | EfficientDet | Predictor,
-            **kwargs: Any) -> list[Detections]:
-    """One-call prediction: ``Predictor(model, **kwargs)(images)`` (a ready :class:`Predictor` is used as is)."""
+def predict(images: ImageInput | Sequence[ImageInput],
+            model: str | os.PathLike[str] | EfficientDet | Predictor | None = None, *, tile: int | None = None,
+            tile_overlap: float = 0.2, tile_full_image: bool = True, **kwargs: Any) -> list[Detections]:
+    """Detections of ``images`` in one call (what ``efficientdet predict`` runs on each batch).
+
+    Args:
+        images: one image or a list (paths, PIL images, ``[H, W, 3]`` uint8 arrays, ``[3, H, W]`` tensors), or
+            a ``[B, 3, H, W]`` batch.
+        model: a registered name (with its published weights unless ``pretrained=False``), a weights file, an
+            :class:`EfficientDet`, or a ready :class:`Predictor` (used as is: give no other settings then).
+        tile: sliced inference on ``tile x tile`` pixel tiles (small objects in large images), see
+            :meth:`Predictor.predict_tiled`; ``tile_overlap`` / ``tile_full_image`` as its ``overlap`` /
+            ``full_image``.
+        kwargs: :class:`Predictor` settings (``checkpoint=``, ``score_threshold=``, ``device=`` ...).
+
+    Returns:
+        one :class:`Detections` per image: ``xyxy`` boxes in that image's pixels, scores, labels.
+
+    ``efficientdet.predict`` (the module) can be called as this function: ``efficientdet.predict("a.jpg",
+    "tf_efficientdet_d0")``.
+    """
     if isinstance(model, Predictor):
         if kwargs:
             raise ConfigError(f"predict() got settings ({', '.join(kwargs)}) with a ready Predictor; set them on it")
-        return model(images)
-    return Predictor(model, **kwargs)(images)
+        predictor = model
+    else:
+        predictor = Predictor(model, **kwargs)
+    if tile is None:
+        return predictor(images)
+    if tile < 1:
+        raise ConfigError(f"tile must be a positive number of pixels, got {tile}")
+    return [predictor.predict_tiled(image, tile, overlap=tile_overlap, full_image=tile_full_image)
+            for image in _as_list(images)]
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`predict`: ``efficientdet.predict`` names both the module and the
+    top-level function (a package attribute cannot be both otherwise, since importing the module sets it)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Detections]:
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 __all__ = [

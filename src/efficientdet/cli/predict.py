@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from efficientdet.errors import ConfigError
-    from efficientdet.predict import Predictor
+    from efficientdet.predict import Predictor, predict
     from efficientdet.video import VideoReader, is_video
 
     if args.model is None and args.checkpoint is None:
@@ -153,10 +153,8 @@ def run(args: argparse.Namespace) -> int:
                               **settings)
 
     def detect(arrays: list[Any]) -> list[Any]:
-        if args.tile is None:
-            return predictor(arrays)
-        return [predictor.predict_tiled(a, args.tile, overlap=args.tile_overlap, full_image=not args.no_tile_full)
-                for a in arrays]
+        return predict(arrays, predictor, tile=args.tile, tile_overlap=args.tile_overlap,
+                       tile_full_image=not args.no_tile_full)
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
