@@ -11,6 +11,9 @@ dtype) or :class:`OnnxRuntimeBackend` (a file written by :func:`efficientdet.exp
 faster backend (TensorRT, CUDA graphs, ...) subclasses :class:`Backend` and is passed to
 ``Predictor(backend)``; callers do not change.
 
+:func:`predict` does it in one call; the module itself is callable as that function, so
+``efficientdet.predict(images, "tf_efficientdet_d0")`` works from the top-level package.
+
 Example::
 
     from efficientdet import Predictor
