@@ -96,7 +96,8 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
     """A detector from a registered name (with its published weights when ``pretrained``) or a checkpoint.
 
     A checkpoint that carries its config (files written by ``efficientdet convert`` or training) defines the
-    model on its own, anchors and post-processing included; otherwise ``name`` gives the architecture.
+    model on its own, anchors and post-processing included; otherwise ``name`` gives the architecture. A name
+    without a checkpoint or ``pretrained`` has random weights, and a ``random weights:`` warning is logged.
     """
     from efficientdet.factory import create_model, warn_random_weights
     from efficientdet.registry import resolve_name

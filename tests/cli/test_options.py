@@ -179,3 +179,15 @@ def test_top_level_functions_are_what_the_cli_runs(name, module, monkeypatch, tm
                     "--output", str(tmp_path / "p")],
     }[name]
     assert main(argv) == 2 and f"{name} was called" in capsys.readouterr().err and len(calls) == 1
+
+
+def test_train_takes_settings_as_keywords(tmp_path):
+    """``efficientdet.train(**settings)``: TrainConfig fields without building a TrainConfig first."""
+    from efficientdet.config import TrainConfig
+    from efficientdet.errors import DataError
+
+    with pytest.raises(ConfigError, match="Did you mean: train_data"):
+        efficientdet.train(tran_data="x.json")
+    missing = tmp_path / "missing.json"
+    with pytest.raises(DataError, match=f"dataset path not found: {missing}"):
+        efficientdet.train(TrainConfig(epochs=1, device="cpu"), train_data=str(missing), output=str(tmp_path / "r"))

@@ -10,7 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list model names, their input size, parameters and published COCO mAP")
     p.add_argument("pattern", nargs="?", default="*",
                    help="shell-style filter, e.g. 'tf_efficientdet_d*' (no match: an error naming close ones)")
-    p.add_argument("--pretrained", action="store_true", help="only models with published weights")
+    p.add_argument("--pretrained", action="store_true", help="only models with published weights (which --pretrained "
+                                                             "loads in the other commands)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--show", metavar="NAME", help="print the full config of one model as YAML")
     p.set_defaults(func=run)

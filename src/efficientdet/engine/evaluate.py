@@ -98,8 +98,9 @@ def validate(
     """Evaluate a model on a dataset: COCO (``coco``), VOC 2007 11-point (``voc07``), VOC area (``voc``) or
     OpenImages (``openimages``) metrics; prints a summary and a per-class AP table.
 
-    The model is ``model`` (a registered name, with ``pretrained`` weights) and/or ``checkpoint`` (a training
-    checkpoint, EMA weights by default; ``use_ema=False`` for the raw weights). ``nms`` / ``mode`` /
+    The model is ``model`` (a registered architecture, with its published weights if ``pretrained``) and/or
+    ``checkpoint`` (a training checkpoint, EMA weights by default; ``use_ema=False`` for the raw weights); with
+    neither weights, a ``random weights:`` warning is logged. ``nms`` / ``mode`` /
     ``score_threshold`` / ``max_detections`` override the post-processing (e.g. ``mode="global", nms="soft"``
     for the official evaluation). ``split``: the part of a dataset made of parts (VOC image set, YOLO split,
     ...; default ``val``); an error for a single annotation file. Writes COCO-results json (``results_json``,
