@@ -11,7 +11,7 @@ import torch
 
 from efficientdet import create_model, registry
 from efficientdet.config import replace_nested
-from efficientdet.errors import WeightsError
+from efficientdet.errors import ConfigError, WeightsError
 from efficientdet.weights.checkpoint import read_model_checkpoint, save_inference_weights
 from efficientdet.weights.io import file_sha256
 
@@ -156,3 +156,19 @@ def test_image_size_and_overrides():
     assert m.config.image_size == (256, 384) and m.config.fpn.act == "relu"
     cfg = replace_nested(registry.get_config(NAME), num_classes=7, label_names=None)
     assert create_model(cfg).config.num_classes == 7
+
+
+def test_official_names_are_aliases_of_their_ports():
+    """``efficientdet-d0`` (google/automl's name) is ``tf_efficientdet_d0``, not effdet's ``efficientdet_d0``."""
+    from efficientdet.weights.tf_convert import TF_MODEL_NAMES
+
+    assert registry.get_config("efficientdet-d0") is registry.get_config("tf_efficientdet_d0")
+    assert registry.get_weights("EfficientDet-Lite3x") == registry.get_weights("tf_efficientdet_lite3x")
+    assert registry.resolve_name("efficientdet-d7x.coco") == "tf_efficientdet_d7x.coco"
+    assert registry.resolve_name("efficientdet_d0") == "efficientdet_d0"  # effdet's own model stays itself
+    assert create_model("efficientdet-lite0").config.name == "tf_efficientdet_lite0"
+    assert TF_MODEL_NAMES is registry.OFFICIAL_NAMES  # one table
+    with pytest.raises(ConfigError, match="unknown model name 'efficientdet-d9'. Did you mean: tf_efficientdet_d"):
+        registry.get_config("efficientdet-d9")
+    assert registry.suggest_models("efficientdet-lite*") == [f"tf_efficientdet_lite{s}" for s in
+                                                             ("0", "1", "2", "3", "3x", "4")]

@@ -38,7 +38,7 @@ def workdir(tmp_path_factory):
         (root / "shared").mkdir()
         (root / "shared" / "reference").symlink_to(SHARED_REFERENCE)
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    proc = subprocess.run(["make", "-C", str(REPO), "demo", f"DEMO_ARGS=--budget quick --out {work / 'demo_output'}"],
+    proc = subprocess.run(["make", "-C", str(REPO), "demo", f"DEMO_ARGS=--budget quick --output {work / 'demo_output'}"],
                           capture_output=True, text=True, env=env, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (work / "demo.log").write_text(proc.stdout)
@@ -63,7 +63,7 @@ def test_make_demo_outputs_exist_and_it_learned(workdir):
 def test_make_demo_again_reuses_what_is_there(workdir):
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.run(["make", "-C", str(REPO), "demo",
-                           f"DEMO_ARGS=--budget quick --out {workdir / 'demo_output'}"],
+                           f"DEMO_ARGS=--budget quick --output {workdir / 'demo_output'}"],
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "reusing the finished run" in proc.stdout

@@ -1,7 +1,15 @@
 """EfficientDet object detection in PyTorch.
 
 The public API; each name is imported on first use, so ``import efficientdet`` stays fast and does
-nothing else.
+nothing else. One function per command of the ``efficientdet`` CLI, the same ones the CLI runs:
+
+- ``train(cfg=None, **settings)``: train or fine-tune (``TrainConfig`` fields as settings);
+- ``validate(data, model=..., checkpoint=...)``: COCO / VOC / OpenImages metrics of a model on a dataset;
+- ``predict(images, model, ...)``: detections of images (``efficientdet.predict`` is also the module
+  holding ``Predictor``);
+- ``export_model(model, path, format)``: ONNX / torch.export / TorchScript with decoding and NMS inside;
+
+plus ``create_model`` / ``list_models`` (the registry), ``Predictor`` and the data structures.
 """
 
 from __future__ import annotations
@@ -26,6 +34,11 @@ _EXPORTS = {
     "ImageBatch": "efficientdet.structures",
     "Targets": "efficientdet.structures",
     "Predictor": "efficientdet.predict",
+    "predict": "efficientdet.predict",  # the module, callable as its predict() function
+    "train": "efficientdet.engine.trainer",
+    "validate": "efficientdet.engine.evaluate",
+    "export_model": "efficientdet.export",
+    "TrainConfig": "efficientdet.config",
     "optimize_for_inference": "efficientdet.fast",
     "draw_detections": "efficientdet.visualize",
 }
@@ -37,7 +50,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'efficientdet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    if module == f"{__name__}.{name}":  # a submodule of the same name: importing it made it this attribute
+        return imported
+    value = getattr(imported, name)
     globals()[name] = value
     return value
 

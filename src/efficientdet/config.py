@@ -273,6 +273,8 @@ class TrainConfig:
     train_data: str = ""
     val_data: str | None = None
     data_format: str | None = None
+    train_split: str | None = None  # part of train_data (VOC image set, YOLO split, ...); None: "train"
+    val_split: str | None = None  # part of val_data; None: "val"
     batch_size: int = 8
     workers: int = 2
     scale_min: float = 0.1

@@ -187,11 +187,11 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
         print(f"  {key:<{width}}  {path}")
     print(
         "\nNext, try:\n"
-        f"  efficientdet predict path/to/images --checkpoint {best} --out my_predictions\n"
+        f"  efficientdet predict path/to/images --checkpoint {best} --output my_predictions\n"
         f"  efficientdet validate {data['val']} --checkpoint {best} --mode global --nms soft\n"
         f"  efficientdet data check {data['train']} --model {MODEL}\n"
         f"  efficientdet train --data {data['train']} --val-data {data['val']} --epochs 20 --output runs/longer\n"
-        f"  efficientdet benchmark --model {MODEL}\n"
+        f"  efficientdet benchmark --checkpoint {best}\n"
         "  efficientdet models 'tf_efficientdet_*'"
     )
     (out / "demo_summary.json").write_text(json.dumps({"minutes": total / 60, "metrics": m,

@@ -145,6 +145,15 @@ def create_model(
     return model
 
 
+def warn_random_weights(name: str) -> None:
+    """Log that model ``name`` runs with random weights: its detections, metrics and post-processing times
+    are not a trained model's. Called where a model is built for results (predict, validate, export,
+    benchmark) with neither published weights nor a checkpoint."""
+    log.warning("random weights: %s was given neither its published weights (--pretrained / pretrained=True) nor a "
+                "checkpoint (--checkpoint FILE); its detections, metrics and post-processing times are not a trained "
+                "model's", name)
+
+
 def load_config_file(path: str | Path) -> DetectorConfig:
     """A :class:`DetectorConfig` from YAML/JSON: either a full config, or ``base: <registered name>`` plus
     dotted or nested changes (``fpn: {channels: 96}``, ``num_classes: 3``)."""

@@ -11,6 +11,9 @@ dtype) or :class:`OnnxRuntimeBackend` (a file written by :func:`efficientdet.exp
 faster backend (TensorRT, CUDA graphs, ...) subclasses :class:`Backend` and is passed to
 ``Predictor(backend)``; callers do not change.
 
+:func:`predict` does it in one call; the module itself is callable as that function, so
+``efficientdet.predict(images, "tf_efficientdet_d0")`` works from the top-level package.
+
 Example::
 
     from efficientdet import Predictor
@@ -27,6 +30,8 @@ import functools
 import json
 import logging
 import os
+import sys
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -91,14 +96,19 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
     """A detector from a registered name (with its published weights when ``pretrained``) or a checkpoint.
 
     A checkpoint that carries its config (files written by ``efficientdet convert`` or training) defines the
-    model on its own, anchors and post-processing included; otherwise ``name`` gives the architecture.
+    model on its own, anchors and post-processing included; otherwise ``name`` gives the architecture. A name
+    without a checkpoint or ``pretrained`` has random weights, and a ``random weights:`` warning is logged.
     """
-    from efficientdet.factory import create_model
+    from efficientdet.factory import create_model, warn_random_weights
+    from efficientdet.registry import resolve_name
 
     if checkpoint is None:
         if name is None:
             raise ConfigError("give a model name (e.g. tf_efficientdet_d0) or a checkpoint file")
-        return create_model(name, pretrained=pretrained)
+        model = create_model(name, pretrained=pretrained)
+        if not pretrained:
+            warn_random_weights(model.config.name)
+        return model
     from efficientdet.weights.checkpoint import read_model_checkpoint
 
     ckpt = read_model_checkpoint(Path(checkpoint))
@@ -107,7 +117,7 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
             raise ConfigError(f"checkpoint {checkpoint} does not say which model it holds; pass the model name too "
                               "(--model NAME)")
         return create_model(name, checkpoint_path=Path(checkpoint))
-    if name is not None and name.split(".", 1)[0] != ckpt.config.name:
+    if name is not None and resolve_name(name).split(".", 1)[0] != ckpt.config.name:
         log.warning("checkpoint %s holds %r; using its own config rather than %r", checkpoint, ckpt.config.name, name)
     model = create_model(ckpt.config)
     ckpt.load_into(model)
@@ -625,14 +635,50 @@ class Predictor:
                               max_detections=self.postprocess.max_detections)
 
 
-def predict(images: ImageInput | Sequence[ImageInput], model: str | os.PathLike[str] | EfficientDet | Predictor,
-            **kwargs: Any) -> list[Detections]:
-    """One-call prediction: ``Predictor(model, **kwargs)(images)`` (a ready :class:`Predictor` is used as is)."""
+def predict(images: ImageInput | Sequence[ImageInput],
+            model: str | os.PathLike[str] | EfficientDet | Predictor | None = None, *, tile: int | None = None,
+            tile_overlap: float = 0.2, tile_full_image: bool = True, **kwargs: Any) -> list[Detections]:
+    """Detections of ``images`` in one call (what ``efficientdet predict`` runs on each batch).
+
+    Args:
+        images: one image or a list (paths, PIL images, ``[H, W, 3]`` uint8 arrays, ``[3, H, W]`` tensors), or
+            a ``[B, 3, H, W]`` batch.
+        model: a registered name (with its published weights unless ``pretrained=False``), a weights file, an
+            :class:`EfficientDet`, or a ready :class:`Predictor` (used as is: give no other settings then).
+        tile: sliced inference on ``tile x tile`` pixel tiles (small objects in large images), see
+            :meth:`Predictor.predict_tiled`; ``tile_overlap`` / ``tile_full_image`` as its ``overlap`` /
+            ``full_image``.
+        kwargs: :class:`Predictor` settings (``checkpoint=``, ``score_threshold=``, ``device=`` ...).
+
+    Returns:
+        one :class:`Detections` per image: ``xyxy`` boxes in that image's pixels, scores, labels.
+
+    ``efficientdet.predict`` (the module) can be called as this function: ``efficientdet.predict("a.jpg",
+    "tf_efficientdet_d0")``.
+    """
     if isinstance(model, Predictor):
         if kwargs:
             raise ConfigError(f"predict() got settings ({', '.join(kwargs)}) with a ready Predictor; set them on it")
-        return model(images)
-    return Predictor(model, **kwargs)(images)
+        predictor = model
+    else:
+        predictor = Predictor(model, **kwargs)
+    if tile is None:
+        return predictor(images)
+    if tile < 1:
+        raise ConfigError(f"tile must be a positive number of pixels, got {tile}")
+    return [predictor.predict_tiled(image, tile, overlap=tile_overlap, full_image=tile_full_image)
+            for image in _as_list(images)]
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`predict`: ``efficientdet.predict`` names both the module and the
+    top-level function (a package attribute cannot be both otherwise, since importing the module sets it)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[Detections]:
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 __all__ = [

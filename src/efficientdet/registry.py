@@ -7,6 +7,7 @@ and ``get_weights`` are the lookups; ``register_model`` adds your own.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass, replace
 from typing import Any
@@ -87,16 +88,58 @@ def register_model(config: DetectorConfig, weights: tuple[Weights, ...] = (), pa
     _REGISTRY[config.name] = ModelEntry(config, tuple(weights), params_m)
 
 
-def _entry(name: str) -> ModelEntry:
+# The official google/automl model names -> the registered ports of the same architecture and weights.
+OFFICIAL_NAMES: dict[str, str] = {
+    **{f"efficientdet-d{i}": f"tf_efficientdet_d{i}" for i in range(8)},
+    "efficientdet-d7x": "tf_efficientdet_d7x",
+    **{f"efficientdet-lite{i}": f"tf_efficientdet_lite{i}" for i in range(5)},
+    "efficientdet-lite3x": "tf_efficientdet_lite3x",
+}
+
+
+def resolve_name(name: str) -> str:
+    """The registered name of ``name`` (``name.tag`` keeps its tag); official TF names are aliases of their ports.
+
+    ``efficientdet-d0`` -> ``tf_efficientdet_d0`` (the official weights ported), not ``efficientdet_d0``
+    (effdet's own PyTorch-trained model). The one place where a model name is looked up.
+
+    Raises:
+        ConfigError: an unknown name; the message lists close matches.
+    """
     _ensure_builtin()
-    base = name.split(".", 1)[0]
-    if base not in _REGISTRY:
-        raise ConfigError(unknown_key_message(base, _REGISTRY, "model name"))
-    return _REGISTRY[base]
+    base, dot, tag = name.partition(".")
+    if base in _REGISTRY:
+        return name
+    alias = OFFICIAL_NAMES.get(base.lower())
+    if alias is not None:
+        return alias + dot + tag
+    close = suggest_models(base)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ConfigError(f"unknown model name {base!r}.{hint} `efficientdet models` lists all {len(_REGISTRY)} names")
+
+
+def suggest_models(pattern: str, n: int = 5) -> list[str]:
+    """Registered names close to ``pattern`` (a name or shell-style pattern), official TF names mapped to ports."""
+    _ensure_builtin()
+    targets = {**{k: k for k in _REGISTRY}, **OFFICIAL_NAMES}
+    ported = sorted({OFFICIAL_NAMES[a] for a in OFFICIAL_NAMES if fnmatch.fnmatch(a, pattern.lower())})
+    if ported:  # an official-name pattern such as 'efficientdet-lite*'
+        return ported
+    stem = pattern.replace("*", "").replace("?", "").lower()
+    close = difflib.get_close_matches(stem, list(targets), n=2 * n, cutoff=0.6)
+    close += sorted(k for k in targets if stem and stem in k)  # 'lite' -> every name holding it
+    return list(dict.fromkeys(targets[c] for c in close))[:n]
+
+
+def _entry(name: str) -> ModelEntry:
+    return _REGISTRY[resolve_name(name).split(".", 1)[0]]
 
 
 def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
-    """Registered model names matching the shell-style ``pattern``; only those with weights if ``pretrained``."""
+    """Registered model names matching the shell-style ``pattern``; only those with weights if ``pretrained``.
+
+    An empty list when nothing matches (:func:`suggest_models` gives close names).
+    """
     _ensure_builtin()
     return sorted(n for n, e in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (e.weights or not pretrained))
 
@@ -109,7 +152,7 @@ def get_config(name: str) -> DetectorConfig:
 def get_weights(name: str) -> Weights:
     """The published weights of ``name`` (``name.tag`` selects among several); error if there are none."""
     entry = _entry(name)
-    base, _, tag = name.partition(".")
+    base, _, tag = resolve_name(name).partition(".")
     if not entry.weights:
         raise ConfigError(f"model {base!r} has no published weights; use pretrained=False, a checkpoint_path, or one "
                           f"of: {', '.join(list_models(pretrained=True))}")

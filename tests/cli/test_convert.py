@@ -32,7 +32,7 @@ TOP = 20
 def test_converted_official_checkpoint_gives_the_official_detections(reference_dir, key, tmp_path, capsys):
     folder, ckpt, entries = FIXTURES[key]
     out = tmp_path / f"{key}.safetensors"
-    assert main(["convert", "tf", str(reference_dir / folder / ckpt), "--out", str(out)]) == 0
+    assert main(["convert", "tf", str(reference_dir / folder / ckpt), "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"read {entries} TF checkpoint entries" in printed and "EMA weights" in printed and "90 classes" in printed
     assert read_metadata(out)["ema"] == "true"
@@ -55,7 +55,7 @@ def test_converted_official_checkpoint_gives_the_official_detections(reference_d
 def test_raw_weights_on_request(reference_dir, tmp_path, capsys):
     folder, ckpt, _ = FIXTURES["lite0"]
     raw = tmp_path / "raw.safetensors"
-    assert main(["convert", "tf", str(reference_dir / folder / ckpt), "--out", str(raw), "--no-ema"]) == 0
+    assert main(["convert", "tf", str(reference_dir / folder / ckpt), "--output", str(raw), "--no-ema"]) == 0
     assert "raw weights" in capsys.readouterr().out and read_metadata(raw)["ema"] == "false"
     # the raw set reproduces the official raw-weight outputs on the small input
     model = create_model(raw).eval()
@@ -75,7 +75,7 @@ def test_effdet_checkpoint_converts_with_its_ema_weights(tmp_path, capsys):
     path = tmp_path / "effdet_train.pth"
     torch.save({"epoch": 3, "state_dict": raw.state_dict(), "state_dict_ema": ema.state_dict()}, path)
     out = tmp_path / "lite0.safetensors"
-    assert main(["convert", "effdet", str(path), "--model", "tf_efficientdet_lite0", "--out", str(out)]) == 0
+    assert main(["convert", "effdet", str(path), "--model", "tf_efficientdet_lite0", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "EMA weights" in printed and "90 classes" in printed and f"--checkpoint {out}" in printed
     ours = create_model("tf_efficientdet_lite0", checkpoint_path=out).eval()
@@ -89,10 +89,10 @@ def test_effdet_checkpoint_converts_with_its_ema_weights(tmp_path, capsys):
 
 def test_convert_errors_name_the_problem(tmp_path, capsys):
     missing = tmp_path / "nothing-here"
-    assert main(["convert", "tf", str(missing), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert main(["convert", "tf", str(missing), "--output", str(tmp_path / "x.safetensors")]) == 2
     assert str(missing) in capsys.readouterr().err
     path = tmp_path / "d0.pth"
     torch.save(effdet_model("tf_efficientdet_lite0", (128, 128)).state_dict(), path)
-    assert main(["convert", "effdet", str(path), "--model", "tf_efficientdet_d0", "--out",
+    assert main(["convert", "effdet", str(path), "--model", "tf_efficientdet_d0", "--output",
                  str(tmp_path / "y.safetensors")]) == 2
     assert "of 'tf_efficientdet_d0'" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from tests.predict.helpers import TINY_NAMES, save_tiny_checkpoint
 def test_torchscript_export_at_another_size(tmp_path, capsys):
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors", fpn__repeats=1, head__repeats=1)
     out = tmp_path / "deploy" / "tiny.torchscript"
-    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--out", str(out), "--image-size",
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(out), "--image-size",
                  "96", "160", "--max-detections", "10", "--batch", "2"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "uint8 [2, 3, 96, 160]" in printed and "boxes [2, 10, 4]" in printed
@@ -34,6 +34,6 @@ def test_export_errors(tmp_path, capsys):
     ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors")
     assert main(["export", "--checkpoint", str(ckpt), "--image-size", "1", "2", "3"]) == 2
     assert "one size or H W" in capsys.readouterr().err
-    assert main(["export", "--checkpoint", str(ckpt), "--format", "pt2", "--batch", "some", "--out",
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "pt2", "--batch", "some", "--output",
                  str(tmp_path / "x.pt2")]) == 2
     assert "'dynamic' or a positive number" in capsys.readouterr().err

@@ -48,7 +48,7 @@ def read_lines(path: Path) -> list[dict]:
 
 def test_folder_with_images_and_video(checkpoint, sources, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["predict", str(sources), "--checkpoint", str(checkpoint), "--out", str(out), "--score-threshold",
+    assert main(["predict", str(sources), "--checkpoint", str(checkpoint), "--output", str(out), "--score-threshold",
                  "0.3", "--batch-size", "2", "--device", "cpu", "--no-progress"]) == 0
     assert "3 images, 6 video frames" in capsys.readouterr().out
 
@@ -86,7 +86,7 @@ def test_globs_classes_coco_ids_and_tiles(tmp_path, sources, capsys):
     ckpt = save_tiny_checkpoint(tmp_path / "coco.safetensors", num_classes=90, label_names=COCO90_LABEL_NAMES,
                                 category_ids=None)
     out = tmp_path / "out"
-    assert main(["predict", str(sources / "*.png"), "--checkpoint", str(ckpt), "--out", str(out), "--classes", "dog",
+    assert main(["predict", str(sources / "*.png"), "--checkpoint", str(ckpt), "--output", str(out), "--classes", "dog",
                  "--score-threshold", "0.05", "--no-images", "--no-progress", "--device", "cpu"]) == 0
     lines = read_lines(out / "predictions.jsonl")
     assert len(lines) == 2 and not list(out.glob("*.png"))
@@ -97,7 +97,7 @@ def test_globs_classes_coco_ids_and_tiles(tmp_path, sources, capsys):
     big = tmp_path / "big.png"
     Image.open(photo("astronaut.png")).resize((900, 600)).save(big)
     tiled = tmp_path / "tiled"
-    assert main(["predict", str(big), "--checkpoint", str(ckpt), "--out", str(tiled), "--tile", "256",
+    assert main(["predict", str(big), "--checkpoint", str(ckpt), "--output", str(tiled), "--tile", "256",
                  "--score-threshold", "0.05", "--max-detections", "30", "--no-progress", "--device", "cpu"]) == 0
     (row,) = read_lines(tiled / "predictions.jsonl")
     boxes = np.array([d["box"] for d in row["detections"]])
@@ -123,7 +123,7 @@ def test_installed_entry_point_dispatches_every_command():
 def test_installed_entry_point_predicts(checkpoint, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([str(ENTRY_POINT), "predict", str(photo("rocket.jpg")), "--checkpoint", str(checkpoint),
-                             "--out", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+                             "--output", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "1 images, 0 video frames" in result.stdout and (out / "rocket.jpg").is_file()
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 1

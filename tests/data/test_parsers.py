@@ -14,6 +14,7 @@ import yaml
 from efficientdet.data.parsers import (
     VOC_CLASSES,
     detect_format,
+    has_splits,
     load_coco,
     load_csv,
     load_dataset,
@@ -357,10 +358,28 @@ def test_convert_between_all_formats(sample_root: Path, tmp_path: Path) -> None:
                         ("openimages", tmp_path / "oi"), ("csv", tmp_path / "x.csv")):
         out = save_dataset(src, target, fmt, split="val")
         kwargs = {"one_based": True} if fmt == "voc" else {}
-        again = load_dataset(out, fmt, "val", **kwargs)
+        again = load_dataset(out, fmt, default_split="val", **kwargs)  # the VOC image set / YOLO split written
         # OpenImages has no row for an image without boxes or image-level labels
         keep = [i for i, r in enumerate(src.records) if fmt != "openimages" or len(r.labels)]
         assert [len(r.labels) for r in again.records] == [len(src.records[i].labels) for i in keep], fmt
         for i, r in zip(keep, again.records, strict=True):
             np.testing.assert_allclose(r.boxes, src.records[i].boxes, atol=1e-3)
             assert [again.label_names[x] for x in r.labels] == [src.label_names[x] for x in src.records[i].labels]
+
+
+def test_split_applies_only_to_datasets_with_splits(sample_root: Path, tmp_path: Path) -> None:
+    yaml_file = _make_yolo(tmp_path / "yolo")
+    coco_file = sample_root / "val" / "annotations.json"
+    oi = save_dataset(load_dataset(coco_file), tmp_path / "oi", "openimages", images="symlink")
+    assert has_splits(yaml_file) and has_splits(tmp_path / "yolo") and has_splits(sample_root)
+    assert not has_splits(coco_file) and not has_splits(oi)
+    # a split picks the part; default_split only when none is given
+    assert (len(load_dataset(yaml_file, split="val")), len(load_dataset(yaml_file, default_split="val"))) == (1, 1)
+    assert len(load_dataset(yaml_file, split="train", default_split="val")) == 2
+    assert len(load_dataset(sample_root, split="val")) == 4 and len(load_dataset(sample_root, split="train")) == 12
+    # a single file is one split: default_split is ignored, an explicit split is an error naming the file
+    assert len(load_dataset(coco_file, default_split="train")) == 4
+    with pytest.raises(DataError, match=f"{coco_file} has no splits.*'trainval'"):
+        load_dataset(coco_file, split="trainval")
+    with pytest.raises(DataError, match="has no splits"):
+        load_dataset(oi, split="train")

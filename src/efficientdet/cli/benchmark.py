@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from efficientdet.cli.options import add_model_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="latency (median, p90), throughput, parameters and MACs",
                        description="Time the network alone and end to end (uint8 image -> detections) per batch size; "
                                    "print a table and one JSON line per configuration.")
-    p.add_argument("--model", help="registered model name (random weights unless --pretrained); optional with a "
-                   "--checkpoint of this library, which records its model")
-    p.add_argument("--checkpoint", help="weights to load (post-processing time depends on the weights)")
-    p.add_argument("--pretrained", action="store_true", help="load the published weights (downloaded once)")
+    add_model_options(p, "weights to load (post-processing time depends on the weights); a checkpoint of this "
+                         "library records its architecture, so --model is then optional")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1], metavar="N", help="default 1")
     p.add_argument("--image-size", type=int, nargs="+", metavar="PX", help="input H W (or one size); default the "
                                                                            "model's")
@@ -47,8 +47,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--image-size takes one size or H W, got {args.image_size}")
         size = (args.image_size[0], args.image_size[-1])
     if args.model is None and args.checkpoint is None:
-        from efficientdet.errors import ConfigError
-
         raise ConfigError("give --model NAME and/or --checkpoint FILE to benchmark")
     results = benchmark(args.model, batch_sizes=args.batch_sizes, image_size=size, device=args.device,
                         dtype=args.dtype, channels_last=args.channels_last, compile=args.compile,

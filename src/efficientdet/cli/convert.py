@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from efficientdet.cli.options import add_output_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert official TensorFlow or effdet checkpoints into .safetensors weights")
@@ -16,9 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     tf = kinds.add_parser("tf", help="an official google/automl checkpoint (folder, prefix or .tar.gz / .tgz)")
     tf.add_argument("checkpoint", help="e.g. efficientdet-d0/ or efficientdet-d0.tar.gz")
-    tf.add_argument("--model", help="official (efficientdet-d0) or registry (tf_efficientdet_d0) name; default: "
-                                    "guessed from the file")
-    tf.add_argument("--out", help="output file (.safetensors recommended); optional with --verify")
+    tf.add_argument("--model", metavar="NAME", help="the architecture: official (efficientdet-d0) or registry "
+                                                    "(tf_efficientdet_d0) name; default: guessed from the file")
+    add_output_option(tf, "output file (.safetensors recommended); optional with --verify", metavar="FILE")
     tf.add_argument("--no-ema", action="store_true", help="the raw weights instead of the EMA weights")
     tf.add_argument("--verify", nargs="+", metavar="NPZ",
                     help="measure fidelity on TF's network input and (optionally) TF's outputs for it: .npz files "
@@ -29,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     eff = kinds.add_parser("effdet", help="an effdet (rwightman/efficientdet-pytorch) checkpoint or state dict")
     eff.add_argument("checkpoint", help="e.g. tf_efficientdet_d0_34-f153e0cf.pth or a training checkpoint")
-    eff.add_argument("--model", required=True, help="its effdet model name, e.g. tf_efficientdet_d0")
-    eff.add_argument("--out", required=True, help="output file (.safetensors recommended)")
+    eff.add_argument("--model", metavar="NAME", required=True, help="the architecture: its effdet model name, e.g. "
+                                                                    "tf_efficientdet_d0")
+    add_output_option(eff, "output file (.safetensors recommended)", required=True, metavar="FILE")
     eff.add_argument("--no-ema", action="store_true", help="the raw weights when the file also has EMA weights")
     eff.set_defaults(func=run_effdet)
 
@@ -47,8 +50,8 @@ def run_tf(args: argparse.Namespace) -> int:
     from efficientdet.weights.tf_convert import EMA_SUFFIX, convert_tf_checkpoint
     from efficientdet.weights.tf_reader import list_tf_checkpoint
 
-    if not args.out and not args.verify:
-        raise ConfigError("convert tf needs --out FILE (the converted weights), --verify NPZ, or both")
+    if not args.output and not args.verify:
+        raise ConfigError("convert tf needs --output FILE (the converted weights), --verify NPZ, or both")
     entries = list_tf_checkpoint(args.checkpoint)
     has_ema = any(k.endswith(EMA_SUFFIX) for k in entries)
     use_ema = has_ema and not args.no_ema
@@ -59,8 +62,8 @@ def run_tf(args: argparse.Namespace) -> int:
           f"post-processing {config.postprocess.mode}/{config.postprocess.nms} NMS (official)")
     if args.verify:
         _verify(config, state, args.verify)
-    if args.out:
-        path = save_inference_weights(state, config, args.out, ema=use_ema)
+    if args.output:
+        path = save_inference_weights(state, config, args.output, ema=use_ema)
         print(f"wrote {len(state)} tensors -> {path}")
         _usage(path, config.name)
     return 0
@@ -92,7 +95,7 @@ def run_effdet(args: argparse.Namespace) -> int:
     num_classes = ModelCheckpoint(args.checkpoint, state).num_classes
     model = create_model(args.model, num_classes=num_classes)
     load_weights(model, state, source=f"weights in {args.checkpoint}")
-    path = save_inference_weights(model.state_dict(), model.config, args.out, ema=use_ema)
+    path = save_inference_weights(model.state_dict(), model.config, args.output, ema=use_ema)
     print(f"read {len(state)} tensors from {args.checkpoint} ({'EMA' if use_ema else 'raw'} weights"
           f"{'' if has_ema else '; the file has no EMA weights'})")
     print(f"model {model.config.name}: {model.config.num_classes} classes, input "

@@ -64,7 +64,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from efficientdet.data.parsers import load_dataset, save_dataset
 
-    dataset = load_dataset(args.src, args.format, args.split)
+    dataset = load_dataset(args.src, args.format, default_split=args.split)  # a file has no splits to pick
     kwargs = {"images": args.images} if args.to_format in ("voc", "yolo", "openimages") else {}
     out = save_dataset(dataset, args.dst, args.to_format, split=args.split or "train", **kwargs)
     print(f"wrote {len(dataset)} images, {sum(len(r.labels) for r in dataset.records)} boxes as {args.to_format}: {out}")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from efficientdet.cli.options import add_model_options, add_output_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model with normalisation, decoding and NMS inside",
                        description="Export a detector as one graph: uint8 images [B, 3, H, W] (letterboxed) in; "
                                    "boxes [B, D, 4] (xyxy input pixels), scores [B, D], labels [B, D] (-1 padding) "
                                    "and num_detections [B] out.")
-    p.add_argument("--model", help="registered model name (published weights are downloaded once)")
-    p.add_argument("--checkpoint", help="weights file (.safetensors / .pth)")
+    add_model_options(p, "weights file (.safetensors / .pth)")
     p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx", help="default onnx")
-    p.add_argument("--out", help="output file (default: <model>.<onnx|torchscript|pt2>)")
+    add_output_option(p, "output file (default: <model>.<onnx|torchscript|pt2>)", metavar="FILE")
     p.add_argument("--image-size", type=int, nargs="+", metavar="PX", help="input H W (or one size); default the "
                                                                            "model's")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size; TorchScript is "
@@ -28,7 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ONNX exporter (default auto: dynamo for hard NMS, the TorchScript-based one for soft NMS, "
                         "which it converts in seconds instead of minutes)")
     p.add_argument("--device", default="cpu", help="where to trace (cpu default; cuda for GPU TorchScript / pt2)")
-    p.add_argument("--no-pretrained", action="store_true", help="random weights (to try the export offline)")
     p.set_defaults(func=run)
 
 
@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
         if len(args.image_size) not in (1, 2):
             raise ConfigError(f"--image-size takes one size or H W, got {args.image_size}")
         size = (args.image_size[0], args.image_size[-1])
-    model = load_model(args.model, args.checkpoint, pretrained=not args.no_pretrained)
+    model = load_model(args.model, args.checkpoint, pretrained=args.pretrained)
     model.to(resolve_device(args.device))
-    out = args.out or f"{model.config.name}{SUFFIXES[args.format]}"
+    out = args.output or f"{model.config.name}{SUFFIXES[args.format]}"
     path = export_model(model, out, args.format, image_size=size, batch=args.batch, nms=args.nms,
                         max_detections=args.max_detections, score_threshold=args.score_threshold, opset=args.opset,
                         exporter=args.exporter)

@@ -20,7 +20,12 @@ COMMANDS = ("demo", "models", "data", "train", "validate", "predict", "export", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="efficientdet", description="EfficientDet object detection.")
+    from efficientdet import __version__
+    from efficientdet.cli.options import EPILOG
+
+    parser = argparse.ArgumentParser(prog="efficientdet", description="EfficientDet object detection.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"efficientdet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:

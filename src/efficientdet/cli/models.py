@@ -8,23 +8,32 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list model names, their input size, parameters and published COCO mAP")
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'tf_efficientdet_d*'")
-    p.add_argument("--pretrained", action="store_true", help="only models with published weights")
+    p.add_argument("pattern", nargs="?", default="*",
+                   help="shell-style filter, e.g. 'tf_efficientdet_d*' (no match: an error naming close ones)")
+    p.add_argument("--pretrained", action="store_true", help="only models with published weights (which --pretrained "
+                                                             "loads in the other commands)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.add_argument("--show", metavar="NAME", help="print the full config of one model as YAML")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from efficientdet.registry import get_entry, list_models
+    from efficientdet.errors import ConfigError
+    from efficientdet.registry import get_entry, list_models, suggest_models
 
     if args.show:
         import yaml
 
         print(yaml.safe_dump(get_entry(args.show).config.to_dict(), sort_keys=False), end="")
         return 0
+    names = list_models(args.pattern, pretrained=args.pretrained)
+    if not names:
+        close = [n for n in suggest_models(args.pattern) if n in list_models(pretrained=args.pretrained)]
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        weights = " with published weights" if args.pretrained else ""
+        raise ConfigError(f"no model{weights} matches {args.pattern!r}.{hint} `efficientdet models` lists them all")
     rows = []
-    for name in list_models(args.pattern, pretrained=args.pretrained):
+    for name in names:
         entry = get_entry(name)
         c = entry.config
         w = entry.weights[0] if entry.weights else None

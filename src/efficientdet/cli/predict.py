@@ -1,6 +1,6 @@
 """``efficientdet predict``: detect objects in images, folders, globs and videos.
 
-Writes into ``--out``: annotated copies (images in their own format, videos at their own frame rate),
+Writes into ``--output``: annotated copies (images in their own format, videos at their own frame rate),
 ``predictions.json`` (COCO results: ``image_id``, ``category_id`` (the model's dataset id of the class, else
 the label index), ``bbox`` as ``[x, y, w, h]``, ``score``)
 and ``predictions.jsonl`` (one line per image or video frame, with class names).
@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from efficientdet.cli.options import add_model_options, add_output_option
+
 SCORE_THRESHOLD = 0.25
 """Default ``--score-threshold`` (pass 0.001 for COCO evaluation)."""
 
@@ -27,10 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Detect objects and write annotated copies plus COCO json / JSON lines results.")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="image or video files, folders (their images and videos) or globs ('data/**/*.jpg')")
-    p.add_argument("--model", help="registered model name (published weights are downloaded once)")
-    p.add_argument("--checkpoint", help="weights file (.safetensors / .pth; from convert, training or effdet) or an "
-                                        "exported .onnx file (run with onnxruntime)")
-    p.add_argument("--out", default="runs/predict", help="output folder (default runs/predict)")
+    add_model_options(p, "weights file (.safetensors / .pth; from convert, training or effdet) or an exported .onnx "
+                         "file (run with onnxruntime)")
+    add_output_option(p, "output folder (default runs/predict)", default="runs/predict", metavar="DIR")
     p.add_argument("--score-threshold", type=float, default=SCORE_THRESHOLD,
                    help=f"keep detections above this score (default {SCORE_THRESHOLD}; 0.001 for COCO evaluation)")
     p.add_argument("--classes", nargs="+", metavar="CLASS", help="only these classes (names or indices)")
@@ -49,7 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile-overlap", type=float, default=0.2, help="overlap of neighbouring tiles (default 0.2)")
     p.add_argument("--no-tile-full", action="store_true", help="with --tile: skip the whole-image pass")
     p.add_argument("--no-images", action="store_true", help="write only the JSON files, no annotated copies")
-    p.add_argument("--no-pretrained", action="store_true", help="random weights (to try the pipeline offline)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from efficientdet.errors import ConfigError
-    from efficientdet.predict import Predictor
+    from efficientdet.predict import Predictor, predict
     from efficientdet.video import VideoReader, is_video
 
     if args.model is None and args.checkpoint is None:
@@ -149,16 +149,14 @@ def run(args: argparse.Namespace) -> int:
         predictor = Predictor.from_onnx(args.checkpoint, **settings)
     else:
         predictor = Predictor(args.model, checkpoint=args.checkpoint, dtype=args.dtype, backend=args.backend,
-                              optimize=False if args.no_optimize else None, pretrained=not args.no_pretrained,
+                              optimize=False if args.no_optimize else None, pretrained=args.pretrained,
                               **settings)
 
     def detect(arrays: list[Any]) -> list[Any]:
-        if args.tile is None:
-            return predictor(arrays)
-        return [predictor.predict_tiled(a, args.tile, overlap=args.tile_overlap, full_image=not args.no_tile_full)
-                for a in arrays]
+        return predict(arrays, predictor, tile=args.tile, tile_overlap=args.tile_overlap,
+                       tile_full_image=not args.no_tile_full)
 
-    out = Path(args.out)
+    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     images = [f for f in files if not is_video(f)]
     videos = [f for f in files if is_video(f)]

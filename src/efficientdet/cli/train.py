@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from efficientdet.cli.options import add_model_options, add_output_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,11 +18,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", dest="train_data", help="training set: a COCO json, VOC/YOLO folder, CSV, ...")
     p.add_argument("--val-data", dest="val_data", help="validation set (COCO mAP after each epoch)")
     p.add_argument("--format", dest="data_format", help="coco | voc | yolo | openimages | csv (default: detect)")
-    p.add_argument("--model", help="model name (efficientdet models), default tf_efficientdet_lite0")
-    p.add_argument("--pretrained", action="store_true", default=None, help="start from the published COCO weights")
+    p.add_argument("--split", dest="train_split", metavar="NAME",
+                   help="part of --data to train on, for datasets with splits: a VOC image set (default train; e.g. "
+                        "trainval), a YOLO data.yaml split, a COCO json in a folder; an error for a single file")
+    p.add_argument("--val-split", dest="val_split", metavar="NAME", help="part of --val-data to validate on (default "
+                                                                          "val)")
+    add_model_options(p, "start from these weights (any checkpoint; the class head adapts)",
+                      model_help="registered architecture to train (default tf_efficientdet_lite0; official names "
+                                 "like efficientdet-lite0 work too); starts from ImageNet backbone weights unless "
+                                 "--pretrained or --checkpoint",
+                      pretrained_help="start from the published COCO weights of --model (the class layer is "
+                                      "re-initialised for your classes)", pretrained_default=None)
     p.add_argument("--no-pretrained-backbone", dest="pretrained_backbone", action="store_false", default=None,
                    help="random backbone instead of ImageNet weights")
-    p.add_argument("--checkpoint", help="start from these weights (any checkpoint; the class head adapts)")
     p.add_argument("--image-size", type=int, nargs="+", help="input size: one value or H W")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="images per process and step")
@@ -29,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"])
     p.add_argument("--freeze", nargs="+", help="freeze parameters: backbone, backbone+fpn or name patterns")
-    p.add_argument("--output", help="run folder for checkpoints and logs (default runs/train)")
+    add_output_option(p, "run folder for checkpoints and logs (default runs/train)", metavar="DIR")
     p.add_argument("--resume", help="continue a run exactly from its last.pth")
     p.add_argument("--config", help="YAML file of TrainConfig settings")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
@@ -48,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         size = (args.image_size[0], args.image_size[-1])
     cfg = train_config_from(
         args.config, args.sets, train_data=args.train_data, val_data=args.val_data, data_format=args.data_format,
-        model=args.model, pretrained=args.pretrained, pretrained_backbone=args.pretrained_backbone,
+        train_split=args.train_split, val_split=args.val_split, model=args.model, pretrained=args.pretrained, pretrained_backbone=args.pretrained_backbone,
         checkpoint=args.checkpoint, image_size=size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         workers=args.workers, device=args.device, amp=args.amp, freeze=args.freeze, output=args.output,
     )

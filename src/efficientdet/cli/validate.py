@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from efficientdet.cli.options import add_model_options, add_output_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="evaluate a model: COCO summary, per-class AP, results json, PR curves")
     p.add_argument("data", help="dataset: COCO json, VOC/YOLO folder, OpenImages csv, ...")
-    p.add_argument("--model", help="registered model name (with --pretrained for its published weights)")
-    p.add_argument("--pretrained", action="store_true", help="use the published weights of --model")
-    p.add_argument("--checkpoint", help="weights to evaluate (training checkpoint: EMA weights unless --raw)")
+    add_model_options(p, "weights to evaluate (training checkpoint: EMA weights unless --raw)")
     p.add_argument("--raw", action="store_true", help="evaluate the raw weights of a training checkpoint, not the EMA")
     p.add_argument("--format", dest="data_format", help="dataset format (default: detect)")
-    p.add_argument("--split", default="val", help="split to read from a dataset folder (default val)")
+    p.add_argument("--split", help="part to evaluate, for datasets with splits: VOC image set, YOLO data.yaml split, "
+                                   "COCO json of a folder (default val)")
     p.add_argument("--metric", default="coco", choices=["coco", "voc07", "voc", "openimages"])
     p.add_argument("--mode", choices=["topk", "global"], help="post-processing: effdet top-k or official global")
     p.add_argument("--nms", choices=["hard", "soft"], help="hard or Gaussian soft NMS")
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    p.add_argument("--output", help="folder for results.json, metrics.json and pr_curves.png")
+    add_output_option(p, "folder for results.json, metrics.json and pr_curves.png", metavar="DIR")
     p.add_argument("--results-json", help="where to write COCO results (e.g. for a test-dev submission)")
     p.add_argument("--annotation-file", help="COCO instances json for the official areas (small/medium/large)")
     p.set_defaults(func=run)

@@ -77,7 +77,7 @@ def validate(
     checkpoint: str | Path | None = None,
     pretrained: bool = False,
     data_format: str | None = None,
-    split: str | None = "val",
+    split: str | None = None,
     metric: str = "coco",
     batch_size: int = 8,
     workers: int = 2,
@@ -98,23 +98,25 @@ def validate(
     """Evaluate a model on a dataset: COCO (``coco``), VOC 2007 11-point (``voc07``), VOC area (``voc``) or
     OpenImages (``openimages``) metrics; prints a summary and a per-class AP table.
 
-    The model is ``model`` (a registered name, with ``pretrained`` weights) and/or ``checkpoint`` (a training
-    checkpoint, EMA weights by default; ``use_ema=False`` for the raw weights). ``nms`` / ``mode`` /
+    The model is ``model`` (a registered architecture, with its published weights if ``pretrained``) and/or
+    ``checkpoint`` (a training checkpoint, EMA weights by default; ``use_ema=False`` for the raw weights); with
+    neither weights, a ``random weights:`` warning is logged. ``nms`` / ``mode`` /
     ``score_threshold`` / ``max_detections`` override the post-processing (e.g. ``mode="global", nms="soft"``
-    for the official evaluation). Writes COCO-results json (``results_json``, or ``output/results.json``)
-    and PR curves (``output/pr_curves.png``) when ``output`` is given. For test-dev (no annotations) only
-    the results json is written.
+    for the official evaluation). ``split``: the part of a dataset made of parts (VOC image set, YOLO split,
+    ...; default ``val``); an error for a single annotation file. Writes COCO-results json (``results_json``,
+    or ``output/results.json``) and PR curves (``output/pr_curves.png``) when ``output`` is given. For
+    test-dev (no annotations) only the results json is written.
     """
     from efficientdet.data.loader import create_loader
     from efficientdet.data.parsers import load_dataset
     from efficientdet.engine.distributed import init_distributed
     from efficientdet.evaluation import create_evaluator
-    from efficientdet.factory import create_model
+    from efficientdet.factory import create_model, warn_random_weights
 
     if model is None and checkpoint is None:
         raise ConfigError("give a model name (--model) and/or a checkpoint (--checkpoint) to validate")
     dist = init_distributed(device)
-    dataset = load_dataset(data, data_format, split=split)
+    dataset = load_dataset(data, data_format, split=split, default_split="val")
     name = model
     if name is None:
         from efficientdet.weights.checkpoint import read_model_checkpoint
@@ -125,6 +127,8 @@ def validate(
         name = ckpt.config  # type: ignore[assignment]
     net = create_model(name, pretrained=pretrained, checkpoint_path=checkpoint, checkpoint_ema=use_ema,
                        image_size=image_size, device=dist.device).eval()
+    if checkpoint is None and not pretrained:
+        warn_random_weights(net.config.name)
     pp = net.config.postprocess
     changes = {k: v for k, v in (("nms", nms), ("mode", mode), ("score_threshold", score_threshold),
                                  ("max_detections", max_detections)) if v is not None}

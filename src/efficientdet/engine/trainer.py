@@ -62,8 +62,10 @@ def _load_datasets(cfg: TrainConfig) -> tuple[DetectionDataset, DetectionDataset
 
     if not cfg.train_data:
         raise ConfigError("no training data: set train_data (--data PATH) to a dataset folder or annotation file")
-    train = load_dataset(cfg.train_data, cfg.data_format, split="train")
-    val = load_dataset(cfg.val_data, cfg.data_format, split="val") if cfg.val_data else None
+    train = load_dataset(cfg.train_data, cfg.data_format, split=cfg.train_split, default_split="train")
+    val = None
+    if cfg.val_data:
+        val = load_dataset(cfg.val_data, cfg.data_format, split=cfg.val_split, default_split="val")
     if val is not None and tuple(val.label_names) != tuple(train.label_names):
         raise ConfigError(f"the validation classes {list(val.label_names)[:5]}... differ from the training classes "
                           f"{list(train.label_names)[:5]}...; both splits must share one label list")
@@ -395,11 +397,24 @@ class Trainer:
         print(" | ".join(parts), flush=True)
 
 
-def train(cfg: TrainConfig, *, train_dataset: DetectionDataset | None = None,
-          val_dataset: DetectionDataset | None = None, resume: str | Path | None = None) -> TrainResult:
-    """Train a detector as ``cfg`` says; returns where the checkpoints and logs went.
+def train(cfg: TrainConfig | None = None, *, train_dataset: DetectionDataset | None = None,
+          val_dataset: DetectionDataset | None = None, resume: str | Path | None = None,
+          **settings: Any) -> TrainResult:
+    """Train a detector as ``cfg`` says (what ``efficientdet train`` runs); returns where the checkpoints and
+    logs went.
 
-    ``resume``: a ``last.pth`` of an earlier run of the same configuration to continue exactly.
+    Args:
+        cfg: the run's :class:`~efficientdet.config.TrainConfig` (default: the defaults, the official recipe).
+        train_dataset / val_dataset: datasets already loaded, instead of ``cfg.train_data`` / ``cfg.val_data``.
+        resume: a ``last.pth`` of an earlier run of the same configuration to continue exactly.
+        settings: :class:`~efficientdet.config.TrainConfig` fields that replace those of ``cfg``, e.g.
+            ``train(train_data="coco/train.json", model="tf_efficientdet_d0", pretrained=True, epochs=20)``.
+
+    Raises:
+        ConfigError: an unknown setting (the message lists close matches) or an invalid value.
     """
-    trainer = Trainer(cfg, train_dataset=train_dataset, val_dataset=val_dataset, resume=resume)
+    if settings:
+        cfg = TrainConfig.from_dict({**(cfg.to_dict() if cfg is not None else {}), **settings})
+    trainer = Trainer(cfg if cfg is not None else TrainConfig(), train_dataset=train_dataset,
+                      val_dataset=val_dataset, resume=resume)
     return trainer.fit()

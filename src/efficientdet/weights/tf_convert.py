@@ -25,6 +25,7 @@ import torch
 
 from efficientdet.config import DetectorConfig, aspect_pairs, replace_nested
 from efficientdet.errors import WeightsError
+from efficientdet.registry import OFFICIAL_NAMES
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 OFFICIAL_ASPECT_RATIOS = (1.0, 2.0, 0.5)
@@ -33,11 +34,8 @@ LITE_STD = (128.0 / 255,) * 3
 
 _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 
-# Official model names -> the registry names with the same architecture.
-TF_MODEL_NAMES = {f"efficientdet-d{i}": f"tf_efficientdet_d{i}" for i in range(8)}
-TF_MODEL_NAMES.update({"efficientdet-d7x": "tf_efficientdet_d7x"})
-TF_MODEL_NAMES.update({f"efficientdet-lite{i}": f"tf_efficientdet_lite{i}" for i in range(5)})
-TF_MODEL_NAMES["efficientdet-lite3x"] = "tf_efficientdet_lite3x"
+# Official model names -> the registry names with the same architecture (aliases the registry accepts).
+TF_MODEL_NAMES = OFFICIAL_NAMES
 
 
 def official_config(name: str) -> DetectorConfig:
@@ -48,7 +46,7 @@ def official_config(name: str) -> DetectorConfig:
     """
     from efficientdet.registry import get_config
 
-    config = get_config(TF_MODEL_NAMES.get(name, name))
+    config = get_config(name)  # official names are registry aliases
     config = replace_nested(
         config,
         anchors__aspect_ratios=aspect_pairs(OFFICIAL_ASPECT_RATIOS),

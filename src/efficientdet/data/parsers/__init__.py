@@ -86,11 +86,32 @@ def detect_format(path: str | os.PathLike[str], split: str | None = None) -> tup
                     "YOLO data.yaml, VOC Annotations/ or VOC20xx/ folders, an OpenImages *bbox*.csv, or one .csv")
 
 
+def has_splits(path: str | os.PathLike[str], format: str | None = None) -> bool:
+    """Whether the dataset at ``path`` is made of named parts that ``split=`` selects.
+
+    VOC folders (image sets), YOLO ``data.yaml`` (``train`` / ``val`` / ``test``) and folders of COCO jsons,
+    ``<split>.csv`` files or ``<split>/`` subfolders have parts; a single COCO json or csv file and an
+    OpenImages folder do not.
+    """
+    path = Path(path)
+    if format is None and path.is_file():
+        format = detect_format(path)[0]
+    if format in ("voc", "yolo"):
+        return True
+    if format == "openimages" or path.is_file():
+        return False
+    try:  # a folder
+        return detect_format(path)[0] != "openimages"
+    except DataError:
+        return True  # e.g. train/ and val/ subfolders or several jsons: only a split picks one
+
+
 def load_dataset(
     path: str | os.PathLike[str],
     format: str | None = None,
     split: str | None = None,
     *,
+    default_split: str | None = None,
     problems: list[ParseProblem] | None = None,
     **kwargs: object,
 ) -> DetectionDataset:
@@ -99,14 +120,24 @@ def load_dataset(
     Args:
         path: an annotation file or a dataset folder.
         format: ``coco`` | ``voc`` | ``yolo`` | ``openimages`` | ``csv``; recognised from ``path`` when ``None``.
-        split: which part to read: the COCO json (``val2017`` -> ``instances_val2017.json``), the VOC image set
-            (default ``trainval``), the YOLO split (default ``train``), or ``<split>.csv``.
+        split: which part to read, for datasets made of parts: the VOC image set (default ``trainval``), the
+            YOLO ``data.yaml`` split (default ``train``), in a folder the COCO json (``val2017`` ->
+            ``instances_val2017.json``), the ``<split>/`` subfolder or ``<split>.csv``. A :class:`DataError`
+            when the dataset has no parts (a COCO json or csv file, OpenImages): the whole file is one split.
+        default_split: the part to read when ``split`` is ``None`` and the dataset has parts (e.g. ``"train"``
+            for training); ignored for datasets without parts.
         problems: when a list is given, annotations that cannot be used (unknown class ids, malformed rows,
             unreadable images that are needed for the size) are described there and skipped instead of raising.
         kwargs: passed to the format's reader (e.g. ``one_based=False`` for VOC, ``image_dir=`` for COCO).
     """
     if format is not None and format not in FORMATS:
         raise DataError(unknown_key_message(format, FORMATS, "dataset format"))
+    if split is not None and not has_splits(path, format):
+        raise DataError(f"{path} has no splits to choose from (a single annotation file or an OpenImages folder), so "
+                        f"split {split!r} cannot apply; point at the file of that split instead, or drop the split. "
+                        "Splits exist in VOC folders, YOLO data.yaml, and folders of per-split COCO jsons or csvs")
+    if split is None:
+        split = default_split
     detected, target = detect_format(path, split) if format is None else (format, Path(path))
     if detected == "coco":
         if target.is_dir():
@@ -151,6 +182,7 @@ __all__ = [
     "VOC_CLASSES",
     "ParseProblem",
     "detect_format",
+    "has_splits",
     "load_dataset",
     "save_dataset",
     "load_coco",
