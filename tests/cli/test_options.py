@@ -67,7 +67,7 @@ def test_every_command_names_its_output_output(capsys):
         text = parser.format_help()
         assert "--output" in text and "--out " not in text and "--out," not in text, names
     with pytest.raises(SystemExit):
-        subparser("convert", "tf").parse_args(["ckpt"])
+        subparser("convert", "effdet").parse_args(["ckpt", "--model", "m"])
     assert "--output is required" in capsys.readouterr().err
     assert subparser("predict").parse_args(["a.jpg"]).output == "runs/predict"
 
