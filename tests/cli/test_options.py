@@ -191,3 +191,8 @@ def test_train_takes_settings_as_keywords(tmp_path):
     missing = tmp_path / "missing.json"
     with pytest.raises(DataError, match=f"dataset path not found: {missing}"):
         efficientdet.train(TrainConfig(epochs=1, device="cpu"), train_data=str(missing), output=str(tmp_path / "r"))
+
+
+def test_convert_tf_needs_an_output_or_verify(capsys, tmp_path):
+    assert main(["convert", "tf", str(tmp_path / "ckpt")]) == 2
+    assert "--output FILE" in capsys.readouterr().err
