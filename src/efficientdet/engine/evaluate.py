@@ -105,6 +105,7 @@ def validate(
     and PR curves (``output/pr_curves.png``) when ``output`` is given. For test-dev (no annotations) only
     the results json is written.
     """
+    from efficientdet.data.check import require_usable
     from efficientdet.data.loader import create_loader
     from efficientdet.data.parsers import load_dataset
     from efficientdet.engine.distributed import init_distributed
@@ -115,6 +116,7 @@ def validate(
         raise ConfigError("give a model name (--model) and/or a checkpoint (--checkpoint) to validate")
     dist = init_distributed(device)
     dataset = load_dataset(data, data_format, split=split)
+    require_usable(dataset, data, "dataset", boxes=False)
     name = model
     if name is None:
         from efficientdet.weights.checkpoint import read_model_checkpoint

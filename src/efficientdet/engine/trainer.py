@@ -113,6 +113,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, train_dataset: DetectionDataset | None = None,
                  val_dataset: DetectionDataset | None = None, resume: str | Path | None = None) -> None:
+        from efficientdet.data.check import require_usable
         from efficientdet.data.loader import create_loader
         from efficientdet.data.preprocess import Normalizer
         from efficientdet.training.losses import DetectionLoss
@@ -123,6 +124,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if train_dataset is None:
             train_dataset, val_dataset = _load_datasets(cfg)
+        require_usable(train_dataset, cfg.train_data or "(given in Python)", "training set")
+        if val_dataset is not None:
+            require_usable(val_dataset, cfg.val_data or "(given in Python)", "validation set", boxes=False)
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         self.out_dir = Path(cfg.output)
         if self.dist.is_main:
