@@ -212,7 +212,9 @@ def check_dataset(
     if images not in ("decode", "header", "none"):
         raise DataError(f"images={images!r}: use 'decode', 'header' or 'none'")
     problems = list(problems or [])
+    source_path = None
     if not isinstance(dataset, DetectionDataset):
+        source_path = dataset
         dataset = _load(dataset, format, split, problems)
     issues = _Issues(max_examples)
     k = dataset.num_classes
@@ -259,12 +261,13 @@ def check_dataset(
         size_histogram=_histogram(np.sqrt(wh[valid].prod(1)), SIZE_BINS, "{:g}"),
         aspect_histogram=_histogram(wh[valid, 0] / wh[valid, 1], ASPECT_BINS, "{:.3g}"),
     )
+    source = str(source_path) if source_path is not None else None
     if not report.num_images:
         issues.add(ERROR, "no_images", "the dataset lists no images", "check the path, split and format: there "
-                   "is nothing to train or evaluate on")
+                   "is nothing to train or evaluate on", source)
     elif not report.num_boxes:
         issues.add(ERROR, "no_boxes", "the dataset has no boxes at all", "check the annotation file (a test-dev image "
-                   "list has none) and the split; training needs boxes")
+                   "list has none) and the split; training needs boxes", source)
     if model is not None or image_size is not None:
         _anchor_coverage(report, dataset, per_image_sizes, model, image_size, issues)
     report.issues = list(issues.by_code.values())

@@ -27,6 +27,7 @@ NOTE_KINDS = frozenset({"bad_size", "orphan_label"})
 """Problem kinds that lose nothing (a size read from the image instead, a label file without image): the checker
 shows them as warnings, and a strict parse (no problem list) logs them instead of raising."""
 
+FLOAT32_MAX = 3.4028234663852886e38
 _log = logging.getLogger("efficientdet.data")
 
 
@@ -51,7 +52,9 @@ class EntryError(DataError):
 
 
 class Problems:
-    """Collects :class:`ParseProblem` when a list is given, else raises them as :class:`DataError`.
+    """Collects :class:`ParseProblem` when a list is given, else raises them as :class:`DataError` (except
+    :data:`NOTE_KINDS` and ``missing_image``, which are logged: the image is left out, as the loader leaves out
+    images it cannot decode).
 
     This is the one place where a parser's per-entry failures become problems: parsers convert fields with
     :func:`as_number` / :func:`as_int` / :func:`get_field` (which raise :class:`EntryError`) inside
@@ -64,7 +67,8 @@ class Problems:
     def add(self, kind: str, file: str | os.PathLike[str], message: str, ids: tuple[int | str, ...] = ()) -> None:
         if self.sink is not None:
             self.sink.append(ParseProblem(kind, str(file), message, ids))
-        elif kind in NOTE_KINDS:
+        elif kind in NOTE_KINDS or kind == "missing_image":
+            # nothing lost, or an unreadable image: left out as the loader leaves out images it cannot decode
             _log.warning("%s: %s", file, message)
         else:
             raise DataError(f"{file}: {message}. Run 'efficientdet data check' on the dataset to list every problem")
@@ -86,8 +90,8 @@ def short_repr(value: Any) -> str:
 
 
 def as_number(value: Any, what: str, *, text: bool = False) -> float:
-    """``value`` as a float (NaN and infinities pass; the checker reports them); :class:`EntryError` naming ``what``
-    otherwise. JSON numbers must be numbers; ``text=True`` (CSV, XML, txt formats) also parses strings."""
+    """``value`` as a float (NaN and infinities pass: see :func:`as_coordinate`); :class:`EntryError` naming
+    ``what`` otherwise. JSON numbers must be numbers; ``text=True`` (CSV, XML, txt formats) also parses strings."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if text and isinstance(value, str):
@@ -97,6 +101,16 @@ def as_number(value: Any, what: str, *, text: bool = False) -> float:
             pass
     kind = "empty" if value in ("", None) else f"a {type(value).__name__}" if not isinstance(value, str) else "text"
     raise EntryError(f"{what} is {short_repr(value)} ({kind}), not a number")
+
+
+def as_coordinate(value: Any, what: str, *, text: bool = False) -> float:
+    """A box coordinate: :func:`as_number` that also refuses NaN, infinities and numbers beyond float32."""
+    number = as_number(value, what, text=text)
+    if not math.isfinite(number):
+        raise EntryError(f"{what} is {short_repr(value)}, not a finite number")
+    if abs(number) > FLOAT32_MAX:
+        raise EntryError(f"{what} is {short_repr(value)}, beyond the float32 range boxes are stored in")
+    return number
 
 
 def as_int(value: Any, what: str, *, text: bool = False) -> int:

@@ -25,6 +25,7 @@ from efficientdet.data.parsers._common import (
     EntryError,
     ParseProblem,
     Problems,
+    as_coordinate,
     as_int,
     as_number,
     check_writable,
@@ -174,7 +175,7 @@ def load_coco(
             bbox = get_field(ann, "bbox", "COCO boxes are [x, y, width, height]")
             if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
                 raise EntryError(f"bbox is {short_repr(bbox)}; COCO boxes are [x, y, width, height]")
-            x, y, w, h = (as_number(v, f"bbox[{i}]") for i, v in enumerate(bbox))
+            x, y, w, h = (as_coordinate(v, f"bbox[{i}]") for i, v in enumerate(bbox))
             crowd = ann.get("iscrowd", 0)
             if crowd not in (0, 1, None):  # True/False compare equal to 1/0
                 raise EntryError(f"iscrowd is {short_repr(crowd)}; use 0 or 1")

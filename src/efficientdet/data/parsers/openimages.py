@@ -31,6 +31,7 @@ from efficientdet.data.parsers._common import (
     EntryError,
     ParseProblem,
     Problems,
+    as_coordinate,
     as_number,
     check_writable,
     make_record,
@@ -163,7 +164,7 @@ def load_openimages(
                 report.add("unknown_class", boxes_path, f"line {n}: LabelName {mid!r} is not in the class "
                            "descriptions", ids=(mid,))
                 continue
-            coords = [as_number(row[k], k, text=True) for k in ("XMin", "YMin", "XMax", "YMax")]
+            coords = [as_coordinate(row[k], k, text=True) for k in ("XMin", "YMin", "XMax", "YMax")]
             e["boxes"].append(coords)
             e["labels"].append(label_of[mid])
             e["group"].append(str(row.get("IsGroupOf", "0")).strip() in ("1", "True", "true"))

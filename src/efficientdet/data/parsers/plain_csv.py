@@ -20,7 +20,7 @@ from efficientdet.data.parsers._common import (
     EntryError,
     ParseProblem,
     Problems,
-    as_number,
+    as_coordinate,
     check_writable,
     fmt_number,
     make_record,
@@ -99,7 +99,7 @@ def load_csv(
             label = row[cols["label"]].strip()
             if not any(coords) and not label:
                 continue  # an image without objects
-            box = [as_number(c, k, text=True) for c, k in zip(coords, ("xmin", "ymin", "xmax", "ymax"), strict=True)]
+            box = [as_coordinate(c, k, text=True) for c, k in zip(coords, ("xmin", "ymin", "xmax", "ymax"), strict=True)]
             if not label:
                 raise EntryError(f"image {image}: the label is empty; give the class of the box (or leave the "
                                  "coordinates empty too for an image without objects)")

@@ -28,6 +28,7 @@ from efficientdet.data.parsers._common import (
     EntryError,
     ParseProblem,
     Problems,
+    as_coordinate,
     as_number,
     check_writable,
     fmt_number,
@@ -103,7 +104,7 @@ def _read_xml(xml: Path, report: Problems) -> tuple[str, tuple[int, int] | None,
             bb = obj.find("bndbox")
             if bb is None:
                 raise EntryError("has no <bndbox>; give xmin, ymin, xmax, ymax")
-            coords = [as_number(_text(bb, t), f"<{t}>", text=True) for t in ("xmin", "ymin", "xmax", "ymax")]
+            coords = [as_coordinate(_text(bb, t), f"<{t}>", text=True) for t in ("xmin", "ymin", "xmax", "ymax")]
             difficult = _text(obj, "difficult", "0") or "0"
             objects.append((name, coords, difficult not in ("0", "false", "False")))
     return filename, size, objects

@@ -24,8 +24,8 @@ from efficientdet.data.parsers._common import (
     EntryError,
     ParseProblem,
     Problems,
+    as_coordinate,
     as_int,
-    as_number,
     check_writable,
     make_record,
     place_image,
@@ -110,7 +110,7 @@ def _read_yaml(yaml_file: Path) -> dict[str, Any]:
 def _box(values: list[str], size: tuple[int, int]) -> tuple[int, list[float]]:
     """``(class id, xyxy pixel box)`` of one label line ``class cx cy w h`` or ``class x1 y1 x2 y2 ...``."""
     cls = as_int(values[0], "the class id", text=True)
-    nums = [as_number(v, f"value {i}", text=True) for i, v in enumerate(values[1:], 2)]
+    nums = [as_coordinate(v, f"value {i}", text=True) for i, v in enumerate(values[1:], 2)]
     if len(nums) < 4 or (len(nums) > 4 and len(nums) % 2):
         raise EntryError(f"{len(nums)} coordinates; expected 4 (cx cy w h) or x y pairs")
     h, w = size
