@@ -242,6 +242,7 @@ def _unreadable() -> Expect:
 def image_cases(root: Path) -> list[Case]:
     """A COCO set of three good images plus one unusual (valid) or broken image ``x.<ext>`` with one box."""
     cases = []
+    valid: list[tuple[str, Path, tuple[int, int], list[float]]] = []
 
     def add(name: str, writer: Callable[[Path], Any] | bytes | None, suffix: str = ".jpg", *, ok: bool,
             size: tuple[int, int] = (H, W), box: list[float] | None = None, words: tuple[str, ...] = ()) -> None:
@@ -258,9 +259,12 @@ def image_cases(root: Path) -> list[Case]:
         elif writer is not None:
             writer(target)
         # a broken image: data check lists it (exit 1) and still counts every box; train skips it, validate and
-        # predict give results for the three others
-        expect = (_ok(check=4, train=0, validate=4, predict=4) if ok else
+        # predict give results for the three others. The valid ones are trained on together (img_valid_all below:
+        # one training run instead of one each keeps the suite fast)
+        expect = ({"check": (0, 4), "validate": (0, 4), "predict": (0, 4)} if ok else
                   {"check": (1, 4), "train": (0, 1), "validate": (0, 3), "predict": (0, 3)})
+        if ok:
+            valid.append((name, target, size, box or list(BOX)))
         cases.append(Case(name, "image", ann, expect, (file_name, *words), issue=None if ok else "unreadable_image",
                           images=folder, note=f"{'valid' if ok else 'broken'} image {file_name}"))
 
@@ -288,6 +292,20 @@ def image_cases(root: Path) -> list[Case]:
     add("img_webp", lambda p: save_image(p, fmt="WEBP"), ".webp", ok=True)
     add("img_gif", lambda p: save_image(p, mode="P", fmt="GIF"), ".gif", ok=True)
     add("img_exif_rotated", exif_rotated_jpeg(), ok=True)
+    # every valid unusual image in one set: trained on without a skip, next to three plain images
+    folder = root / "img_valid_all"
+    content = coco_content(3)
+    for i, (name, src, size, box) in enumerate(valid):
+        file_name = f"{name}{src.suffix}"
+        content["images"].append({"id": 4 + i, "file_name": file_name, "height": size[0], "width": size[1]})
+        content["annotations"].append({"id": 13 + i, "image_id": 4 + i, "category_id": 1 + i % 2, "bbox": box,
+                                       "area": 1.0, "iscrowd": 0})
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / file_name).write_bytes(src.read_bytes())
+    n = 3 + len(valid)
+    cases.append(Case("img_valid_all", "image", write_coco(folder, content), _ok(check=n, validate=n, predict=n),
+                      images=folder, note="CMYK, 16-bit, palette, RGBA, gray, 1x1, 10000x50, BMP, TIFF, WebP, GIF, "
+                      "EXIF-rotated, PNG named .jpg"))
     # listed but absent: predict sees only the three files there
     folder = root / "img_missing_file"
     content = coco_content(3)
