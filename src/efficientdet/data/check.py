@@ -4,15 +4,22 @@
 and aspect histograms, images without boxes), and issues, each with its fix:
 
 errors (exit code 1): unreadable / missing images, annotations that name unknown classes (with a hint
-when the ids look shifted between 0- and 1-based), malformed rows, non-finite boxes;
+when the ids look shifted between 0- and 1-based), entries the parser could not use (each named by file and
+entry: annotation id, line, XML object, key), duplicate image ids, non-finite boxes, a dataset with no image
+or no box at all;
 
 warnings (exit code 0 unless ``--strict``): boxes outside the image, zero or negative area, boxes that look
-like ``yxyx`` or ``xywh`` read as ``xyxy``, coordinates that look normalised (0..1) but are read as pixels,
-classes without boxes (background slots, 1-based labels), duplicate boxes, duplicate images, image sizes
-that differ from the annotation, and low anchor coverage for the chosen model;
+like ``yxyx`` or ``xywh`` read as ``xyxy`` or like corners written into COCO's ``xywh`` field, coordinates that
+look normalised (0..1) but are read as pixels, classes without boxes (background slots, 1-based labels),
+duplicate boxes, duplicate images, image sizes that differ from the annotation or cannot be read, YOLO label
+files without an image, and low anchor coverage for the chosen model;
 
 plus the anchor coverage of a model: the share of boxes whose best anchor has IoU >= 0.5 once the image
-is letterboxed to the model's input size (the official matching threshold), by COCO size bucket.
+is letterboxed to the model's (or a given ``image_size``) input size (the official matching threshold), by
+COCO size bucket.
+
+:func:`require_usable` is the check training and evaluation run before starting: a dataset with no image,
+no existing image file or (training) no usable box is refused with the reason.
 """
 
 from __future__ import annotations
@@ -327,8 +334,10 @@ def _report_parse_problems(dataset: DetectionDataset, problems: list[ParseProble
                        "restore the images, or remove the label files (their boxes are not used)",
                        f"{p.file}: {p.message}")
         else:
-            issues.add(ERROR, "bad_annotation", "annotation rows that cannot be read",
-                       "fix these rows (see the format's expected columns)", f"{p.file}: {p.message}")
+            issues.add(ERROR, "bad_annotation", "annotation entries that cannot be used (each names the file and "
+                       "the entry: annotation id, line, XML object, key)",
+                       "fix or remove these entries as each message says; training and evaluation refuse the dataset "
+                       "until they are fixed", f"{p.file}: {p.message}")
 
 
 def _check_images(dataset: DetectionDataset, mode: str, issues: _Issues) -> list[tuple[int, int] | None]:
