@@ -645,7 +645,7 @@ def weight_cases(root: Path, good_weights: Path) -> list[Case]:
     add("w_malicious_pickle", "evil.pth", torch_file({"state_dict": state, "x": Payload()}), ("refused",))
     add("w_list_pth", "list.pth", torch_file([torch.zeros(1)]), ("list",))
     add("w_no_tensors", "numbers.pth", torch_file({"epoch": 3, "lr": 0.1}), ("no tensors",),
-        expect={"predict": (2, None), "validate": (2, None), "train": (2, None), "resume": (2, None)})
+        expect={"predict": (2, None), "validate": (2, None), "train": (2, None)})
     add("w_config_bad_json", "badjson.safetensors", with_meta(config="{'num_classes': 2"), ("not valid JSON",),
         expect={"predict": (2, None), "validate": (2, None), "train": (2, None)})
     add("w_config_num_classes_word", "six.safetensors", with_meta(config=json.dumps({**cfg, "num_classes": "six"})),

@@ -28,6 +28,7 @@ NOTE_KINDS = frozenset({"bad_size", "orphan_label"})
 shows them as warnings, and a strict parse (no problem list) logs them instead of raising."""
 
 FLOAT32_MAX = 3.4028234663852886e38
+INT64_MAX = 2**63 - 1
 _log = logging.getLogger("efficientdet.data")
 
 
@@ -116,10 +117,13 @@ def as_coordinate(value: Any, what: str, *, text: bool = False) -> float:
 def as_int(value: Any, what: str, *, text: bool = False) -> int:
     """``value`` as an int (an integral float such as ``3.0`` too); :class:`EntryError` naming ``what`` otherwise."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    number = as_number(value, what, text=text)
-    if not math.isfinite(number) or not number.is_integer():
-        raise EntryError(f"{what} is {short_repr(value)}, not an integer")
+        number: float | int = value
+    else:
+        number = as_number(value, what, text=text)
+        if not math.isfinite(number) or not number.is_integer():
+            raise EntryError(f"{what} is {short_repr(value)}, not an integer")
+    if abs(number) > INT64_MAX:
+        raise EntryError(f"{what} is {short_repr(value)}, beyond the int64 range ids are stored in")
     return int(number)
 
 

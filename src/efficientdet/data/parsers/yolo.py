@@ -34,6 +34,9 @@ from efficientdet.data.parsers._common import (
 from efficientdet.data.records import DetectionDataset
 from efficientdet.errors import DataError
 
+MAX_CLASSES = 100_000
+"""Largest ``nc`` read without class names (a guard against a mistyped count)."""
+
 
 def label_path(image: Path) -> Path:
     """The label file of an image: the last ``/images/`` folder of its path becomes ``/labels/``, suffix ``.txt``."""
@@ -55,6 +58,8 @@ def _names(data: dict[str, Any], yaml_file: Path) -> tuple[tuple[str, ...], tupl
             return tuple(str(n) for n in names), tuple(range(len(names)))
         if "nc" in data:
             n = as_int(data["nc"], "nc", text=True)
+            if not 0 < n <= MAX_CLASSES:
+                raise EntryError(f"nc is {n}; give the number of classes (1..{MAX_CLASSES})")
             return tuple(str(i) for i in range(n)), tuple(range(n))
     except EntryError as err:
         raise DataError(f"{yaml_file}: 'names': {err}; give names as a list, or a dict of integer id: name") from err
