@@ -32,7 +32,8 @@ NAMES = ("cat", "dog")
 BOX = [8, 6, 30, 20]  # COCO xywh of every good box (inside 64 x 48)
 
 # what each command must do: (exit code, count) where the count is
-#   check:    boxes read (good annotations next to the bad one are still read)
+#   check:    boxes read (good annotations next to the bad one are still read); check_header: the same with
+#             --images header
 #   train:    images skipped in the epoch (all others are trained on)
 #   validate: images that get results (all readable images are evaluated)
 #   predict:  images predicted (all readable images)
@@ -274,6 +275,7 @@ def image_cases(root: Path) -> list[Case]:
     add("img_text_named_jpg", b"<html><body>404 Not Found</body></html>\n", ok=False)
     add("img_random_bytes", np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes(), ok=False)
     add("img_decompression_bomb", bomb_png(), ".png", ok=False, size=(40000, 40000), words=("too large",))
+    cases[-1].expect["check_header"] = (1, 4)  # data check --images header reads only the header: refused too
     add("img_png_bad_crc", bad_crc_png(), ".png", ok=False)
     add("img_jpeg_header_only", jpg[:200], ok=False)
     add("img_directory", lambda p: p.mkdir(), ok=False)

@@ -113,9 +113,10 @@ def test_corpus(case: Case, command: str, tmp_path: Path, capsys: pytest.Capture
                 "validate": _validate_args(GOOD_DATA, out, case.path),
                 "train": [*_train_args(GOOD_DATA, out, 4), "--checkpoint", str(case.path)],
                 "resume": [*_train_args(GOOD_DATA, out, 4), "--resume", str(case.path)]}[command]
-    elif command == "check":
+    elif command in ("check", "check_header"):
         args = ["data", "check", str(case.path), "--json", *(["--format", case.fmt] if case.fmt else []),
-                *(["--split", case.split] if case.split else [])]
+                *(["--split", case.split] if case.split else []),
+                *(["--images", "header"] if command == "check_header" else [])]
     elif command == "train":
         args = _train_args(case.path, out, max(2, _records(case)) if want_code == 0 else 2, case.fmt)
     elif command == "validate":
@@ -126,14 +127,15 @@ def test_corpus(case: Case, command: str, tmp_path: Path, capsys: pytest.Capture
 
     code, text = _run(args, capsys)
     assert code == want_code, f"{case.note}\n{text[-3000:]}"
-    if code != 0 or (command == "check" and case.issue):
-        for word in case.names + (case.refusal if command != "check" else ()):
+    is_check = command.startswith("check")
+    if code != 0 or (is_check and case.issue):
+        for word in case.names + (case.refusal if not is_check else ()):
             assert word in text, f"{word!r} not in the message:\n{text[-3000:]}"
     if case.group == "weights":
         assert not any(a in text for a in UNSAFE_ADVICE), text
         return
 
-    if command == "check" and code in (0, 1):
+    if is_check and code in (0, 1):
         report = json.loads(text[text.index("{"): text.rindex("}") + 1])
         codes = {i["code"] for i in report["issues"]}
         if case.issue:

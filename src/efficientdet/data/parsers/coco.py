@@ -40,6 +40,7 @@ from efficientdet.errors import DataError
 
 _log = logging.getLogger("efficientdet.data")
 
+
 def _image_dir_candidates(ann_file: Path) -> list[Path]:
     """Where the images of a COCO json usually are: next to it, or ``<root>/{images,}/{split}`` for ``annotations/``."""
     parent = ann_file.parent
@@ -68,8 +69,9 @@ def _guess_image_dir(ann_file: Path, file_names: list[str]) -> Path:
     root = candidates[best] if found[best] else ann_file.parent
     missing = [name for name in probe if not (root / name).is_file()]
     if missing:
-        _log.warning("%s: images are read from %s (%d of %d sampled file_names found there); missing: %s%s. Pass "
-                     "image_dir= (--set image_dir) when the images are elsewhere", ann_file, root,
+        _log.warning("%s: images are read from %s (%d of %d sampled file_names found there); missing: %s%s. When "
+                     "the images are elsewhere, put them next to the json (or in images/) or pass image_dir= to "
+                     "load_dataset", ann_file, root,
                      len(probe) - len(missing), len(probe), ", ".join(missing[:5]),
                      f" and {len(missing) - 5} more" if len(missing) > 5 else "")
     return root
