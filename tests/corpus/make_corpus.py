@@ -308,6 +308,15 @@ def image_cases(root: Path) -> list[Case]:
     cases.append(Case("img_valid_all", "image", write_coco(folder, content), _ok(check=n, validate=n, predict=n),
                       images=folder, note="CMYK, 16-bit, palette, RGBA, gray, 1x1, 10000x50, BMP, TIFF, WebP, GIF, "
                       "EXIF-rotated, PNG named .jpg"))
+    # every image file exists but none can be decoded: training stops after an epoch without a batch
+    folder = root / "img_all_broken"
+    ann = write_coco(folder, coco_content(3))
+    for i in range(3):
+        (folder / f"img{i}.jpg").write_bytes(jpg[:300])
+    cases.append(Case("img_all_broken", "image", ann, {"check": (1, 3), "train": (2, None), "validate": (2, None),
+                                                       "predict": (0, 0)},
+                      ("img0.jpg",), ("could", "data check"), issue="unreadable_image", images=folder,
+                      note="three truncated files: nothing to train on"))
     # listed but absent: predict sees only the three files there
     folder = root / "img_missing_file"
     content = coco_content(3)

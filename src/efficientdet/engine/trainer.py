@@ -33,7 +33,7 @@ from efficientdet.engine.optim import (
     freeze_parameters,
     frozen_norms,
 )
-from efficientdet.errors import ConfigError, EfficientDetError
+from efficientdet.errors import ConfigError, DataError, EfficientDetError
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,10 @@ class Trainer:
         n = max(float(totals[3]), 1.0)
         elapsed = time.perf_counter() - start
         skipped = len(getattr(loader, "skipped", []))
+        if float(totals[3]) == 0 and skipped and not nonfinite:  # never "train" on nothing and exit 0
+            raise DataError(f"epoch {self.epoch + 1} had no usable batch: all {skipped} images it read could not be "
+                            f"decoded, e.g. {loader.skipped[0][0]} ({loader.skipped[0][1]}). Run 'efficientdet data "
+                            "check' on the dataset")
         return {
             "train_loss": float(totals[0]) / n, "train_cls_loss": float(totals[1]) / n,
             "train_box_loss": float(totals[2]) / n, "lr": self.optimizer.param_groups[0]["lr"],
