@@ -383,8 +383,27 @@ def _build(cls: Any, data: dict[str, Any], path: str) -> Any:
             value = _build(NormConfig, value, f"{path}.norm")
         else:
             value = _tupled(value)
+            _check_scalar(fields[key], value, path)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_scalar(f: dataclasses.Field, value: Any, path: str) -> None:
+    """:class:`ConfigError` when a field declared ``int`` / ``float`` / ``bool`` / ``str`` (optionally ``| None``)
+    gets a value of another type (e.g. ``num_classes: "six"`` from an edited file); other fields are left to
+    their ``__post_init__`` checks."""
+    declared = str(f.type).replace(" ", "")
+    optional = declared.endswith("|None")
+    kinds = _SCALARS.get(declared.removesuffix("|None"))
+    if kinds is None or (optional and value is None):
+        return
+    if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
+        return
+    raise ConfigError(f"{path}.{f.name} is {value!r} ({type(value).__name__}); expected "
+                      f"{declared.removesuffix('|None')}{' or null' if optional else ''}")
 
 
 _NESTED: dict[tuple[str, str], type] = {

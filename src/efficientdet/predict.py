@@ -43,7 +43,7 @@ from torch import Tensor
 
 from efficientdet.config import DetectorConfig, PostprocessConfig, PreprocessConfig
 from efficientdet.data.preprocess import ImageInput, fill_values, letterbox, preprocess, to_chw_tensor
-from efficientdet.errors import ConfigError
+from efficientdet.errors import ConfigError, WeightsError
 from efficientdet.modeling.detector import EfficientDet
 from efficientdet.ops.boxes import clip_boxes
 from efficientdet.postprocess import NMS_METHODS, override
@@ -326,7 +326,13 @@ class OnnxRuntimeBackend(Backend):
             wants_cuda = resolve_device(device).type == "cuda" if device != "auto" else True
             providers = [p for p in ("CUDAExecutionProvider",) if wants_cuda and p in available]
             providers.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(str(self.path), session_options(threads, spinning), providers=list(providers))
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options(threads, spinning),
+                                                providers=list(providers))
+        except Exception as err:  # noqa: BLE001 - onnxruntime's load errors (InvalidProtobuf, Fail ...) share no base
+            reason = str(err).split(":")[-1].strip() or type(err).__name__
+            raise WeightsError(f"{self.path} is not a readable ONNX model ({reason}); it may be truncated or another "
+                               "kind of file: export it again with `efficientdet export --format onnx`") from err
         meta = self.session.get_modelmeta().custom_metadata_map
         required = ("image_size", "mean", "std", "postprocess")
         if any(k not in meta for k in required):

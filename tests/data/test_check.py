@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from efficientdet.data.check import check_dataset
+from efficientdet.data.parsers import load_dataset
 from efficientdet.data.records import DetectionDataset, ImageRecord
 
 from .conftest import write_image
@@ -170,3 +171,72 @@ def test_anchor_coverage_against_effdet_anchors() -> None:
     assert report.anchor_coverage == pytest.approx(float((best >= 0.5).float().mean()))
     assert 0.0 < report.anchor_coverage < 1.0 and "low_anchor_coverage" in codes(report)
     assert get_config("tf_efficientdet_lite0").preprocess.image_size == (320, 320)
+
+
+def test_xyxy_written_into_coco_bbox(tmp_path: Path) -> None:
+    """Corners [x1, y1, x2, y2] in COCO's [x, y, w, h] field: named as that format mistake."""
+    write_image(tmp_path / "a.jpg", (100, 300))
+    corners = [[10, 10, 60, 50], [100, 20, 280, 90], [150, 30, 200, 60]]
+    content = {"images": [{"id": 1, "file_name": "a.jpg", "height": 100, "width": 300}],
+               "categories": [{"id": 1, "name": "a"}],
+               "annotations": [{"id": i, "image_id": 1, "category_id": 1, "bbox": b} for i, b in enumerate(corners)]}
+    (tmp_path / "ann.json").write_text(json.dumps(content))
+    report = check_dataset(tmp_path / "ann.json", images="none")
+    issue = report.issue("looks_like_xyxy_in_coco")
+    assert issue is not None and "x2 - x1" in issue.fix and issue.count == 2  # two end beyond the image
+    assert "box_outside_image" in codes(report)
+    # the same boxes written correctly as xywh: no such warning
+    for a, (x1, y1, x2, y2) in zip(content["annotations"], corners, strict=True):
+        a["bbox"] = [x1, y1, x2 - x1, y2 - y1]
+    (tmp_path / "ann.json").write_text(json.dumps(content))
+    assert check_dataset(tmp_path / "ann.json", images="none").issues == []
+
+
+def test_empty_dataset_is_an_error_and_training_refuses_it(tmp_path: Path) -> None:
+    from efficientdet.data.check import require_usable
+    from efficientdet.errors import DataError
+
+    write_image(tmp_path / "a.jpg")
+    content = {"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "a"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(content))
+    report = check_dataset(tmp_path / "ann.json")
+    assert "no_boxes" in codes(report) and report.exit_code() == 1 and "no problems found" not in report.render()
+    ds = load_dataset(tmp_path / "ann.json")
+    with pytest.raises(DataError, match="no usable box"):
+        require_usable(ds, "ann.json")
+    require_usable(ds, "ann.json", boxes=False)  # evaluation (results only) may have no boxes
+    ds.records[0].path = tmp_path / "elsewhere" / "a.jpg"
+    with pytest.raises(DataError, match="none of the 1 images"):
+        require_usable(ds, "ann.json", boxes=False)
+
+
+def test_duplicate_image_ids_never_share_boxes(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.jpg")
+    write_image(tmp_path / "b.jpg", seed=1)
+    content = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}],
+               "categories": [{"id": 1, "name": "a"}],
+               "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(content))
+    report = check_dataset(tmp_path / "ann.json")
+    issue = report.issue("duplicate_image_id")
+    assert issue is not None and "a.jpg" in issue.examples[0] and "b.jpg" in issue.examples[0]
+    assert report.num_boxes == 0  # the annotation is not given to either image
+    from efficientdet.errors import DataError
+
+    with pytest.raises(DataError, match="image id 1"):
+        load_dataset(tmp_path / "ann.json")
+
+
+def test_image_folder_guess_takes_the_folder_with_most_images(tmp_path: Path, caplog) -> None:
+    """The json in annotations/, images in images/ except the first two: images/ is used, the two are named."""
+    names = [f"{i}.jpg" for i in range(6)]
+    for name in names[2:]:
+        write_image(tmp_path / "images" / name)
+    content = {"images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
+               "categories": [{"id": 1, "name": "a"}], "annotations": []}
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_x.json").write_text(json.dumps(content))
+    with caplog.at_level("WARNING", logger="efficientdet.data"):
+        ds = load_dataset(tmp_path / "annotations" / "instances_x.json")
+    assert ds.root == tmp_path / "images"
+    assert "0.jpg" in caplog.text and "1.jpg" in caplog.text and "4 of 6" in caplog.text

@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--format", choices=("coco", "voc", "yolo", "openimages", "csv"), help="default: detected")
     c.add_argument("--split", help="COCO json / VOC image set / YOLO split to read (e.g. val2017, trainval, val)")
     c.add_argument("--model", help="model name for the anchor coverage check (e.g. tf_efficientdet_lite0)")
+    c.add_argument("--image-size", type=int, nargs="+", metavar="SIZE",
+                   help="input size (one value or H W) for the anchor coverage; default the model's own (the model "
+                   "defaults to the training default, tf_efficientdet_lite0)")
     c.add_argument("--images", choices=("decode", "header", "none"), default="decode",
                    help="decode every image (finds truncated files and duplicates; default), read headers only, or skip")
     c.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
@@ -44,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from efficientdet.data.check import check_dataset
 
-    report = check_dataset(args.path, args.model, format=args.format, split=args.split, images=args.images)
+    size = (args.image_size[0], args.image_size[-1]) if args.image_size else None
+    report = check_dataset(args.path, args.model, format=args.format, split=args.split, images=args.images,
+                           image_size=size)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1, default=str))
     else:

@@ -4,20 +4,28 @@
 and aspect histograms, images without boxes), and issues, each with its fix:
 
 errors (exit code 1): unreadable / missing images, annotations that name unknown classes (with a hint
-when the ids look shifted between 0- and 1-based), malformed rows, non-finite boxes;
+when the ids look shifted between 0- and 1-based), entries the parser could not use (each named by file and
+entry: annotation id, line, XML object, key), duplicate image ids, non-finite boxes, a dataset with no image
+or no box at all;
 
 warnings (exit code 0 unless ``--strict``): boxes outside the image, zero or negative area, boxes that look
-like ``yxyx`` or ``xywh`` read as ``xyxy``, coordinates that look normalised (0..1) but are read as pixels,
-classes without boxes (background slots, 1-based labels), duplicate boxes, duplicate images, image sizes
-that differ from the annotation, and low anchor coverage for the chosen model;
+like ``yxyx`` or ``xywh`` read as ``xyxy`` or like corners written into COCO's ``xywh`` field, coordinates that
+look normalised (0..1) but are read as pixels, classes without boxes (background slots, 1-based labels),
+duplicate boxes, duplicate images, image sizes that differ from the annotation or cannot be read, YOLO label
+files without an image, and low anchor coverage for the chosen model;
 
 plus the anchor coverage of a model: the share of boxes whose best anchor has IoU >= 0.5 once the image
-is letterboxed to the model's input size (the official matching threshold), by COCO size bucket.
+is letterboxed to the model's (or a given ``image_size``) input size (the official matching threshold), by
+COCO size bucket.
+
+:func:`require_usable` is the check training and evaluation run before starting: a dataset with no image,
+no existing image file or (training) no usable box is refused with the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from collections import Counter, defaultdict
@@ -43,6 +51,7 @@ ASPECT_BINS = (0, 1 / 4, 1 / 2, 1, 2, 4, math.inf)
 DUPLICATE_BOX_IOU = 0.95
 _OUTSIDE_TOLERANCE = 1.0  # pixels a box may stick out of the image before it is reported
 _MAX_COVERAGE_BOXES = 20000
+_log = logging.getLogger("efficientdet.data")
 
 
 @dataclass
@@ -192,6 +201,7 @@ def check_dataset(
     images: str = "decode",
     problems: list[ParseProblem] | None = None,
     max_examples: int = 5,
+    image_size: int | tuple[int, int] | None = None,
 ) -> CheckReport:
     """Check a dataset (a parsed one, or a path read with :func:`~efficientdet.data.parsers.load_dataset`).
 
@@ -203,11 +213,15 @@ def check_dataset(
             (sizes only, fast), or ``none``.
         problems: parse problems collected by the caller's own ``load_dataset(..., problems=...)`` call.
         max_examples: examples listed per issue.
+        image_size: input size ``(H, W)`` (or one int) for the anchor coverage; default the model's own. With no
+            ``model``, the default training model (:class:`~efficientdet.config.TrainConfig`) is used.
     """
     if images not in ("decode", "header", "none"):
         raise DataError(f"images={images!r}: use 'decode', 'header' or 'none'")
     problems = list(problems or [])
+    source_path = None
     if not isinstance(dataset, DetectionDataset):
+        source_path = dataset
         dataset = _load(dataset, format, split, problems)
     issues = _Issues(max_examples)
     k = dataset.num_classes
@@ -254,10 +268,46 @@ def check_dataset(
         size_histogram=_histogram(np.sqrt(wh[valid].prod(1)), SIZE_BINS, "{:g}"),
         aspect_histogram=_histogram(wh[valid, 0] / wh[valid, 1], ASPECT_BINS, "{:.3g}"),
     )
-    if model is not None:
-        _anchor_coverage(report, dataset, per_image_sizes, model, issues)
+    source = str(source_path) if source_path is not None else None
+    if not report.num_images:
+        issues.add(ERROR, "no_images", "the dataset lists no images", "check the path, split and format: there "
+                   "is nothing to train or evaluate on", source)
+    elif not report.num_boxes:
+        issues.add(ERROR, "no_boxes", "the dataset has no boxes at all", "check the annotation file (a test-dev image "
+                   "list has none) and the split; training needs boxes", source)
+    if model is not None or image_size is not None:
+        _anchor_coverage(report, dataset, per_image_sizes, model, image_size, issues)
     report.issues = list(issues.by_code.values())
     return report
+
+
+def require_usable(dataset: DetectionDataset, source: object, what: str = "training set", *,
+                   boxes: bool = True) -> None:
+    """Refuse, with the reason, a dataset that cannot be trained (``boxes=True``) or evaluated on.
+
+    :class:`DataError` when it lists no image, when none of its image files exists (a wrong image folder), or
+    (``boxes``) when no existing image has a usable box (finite, positive size, not ignore/crowd). Missing image
+    files short of all are logged (the loader skips them). ``source`` names the dataset in the messages.
+    """
+    from efficientdet.data.dataset import valid_box_mask
+
+    records = dataset.records
+    if not records:
+        raise DataError(f"the {what} {source} lists no images; check the path, the split and the format "
+                        "(efficientdet data check PATH shows what is read)")
+    present = [r for r in records if r.path.is_file()]
+    if not present:
+        raise DataError(f"none of the {len(records)} images of the {what} {source} exists (e.g. {records[0].path}); "
+                        f"the image folder {dataset.root} is wrong or empty: fix the paths in the annotations or pass "
+                        "the image folder (COCO: image_dir=)")
+    if len(present) < len(records):
+        missing = [str(r.path) for r in records if not r.path.is_file()]
+        _log.warning("%d of %d images of the %s %s are missing and will be skipped, e.g. %s", len(missing),
+                     len(records), what, source, ", ".join(missing[:3]))
+    if boxes and not any(valid_box_mask(r.boxes[~r.ignore]).any() for r in present):  # type: ignore[operator]
+        raise DataError(f"the {what} {source} has no usable box in its {len(present)} images (none at all, or only "
+                        "empty, non-finite or crowd/difficult boxes); there is nothing to learn from. Run "
+                        "'efficientdet data check' on it")
 
 
 def _report_parse_problems(dataset: DetectionDataset, problems: list[ParseProblem], issues: _Issues) -> None:
@@ -273,9 +323,21 @@ def _report_parse_problems(dataset: DetectionDataset, problems: list[ParseProble
         elif p.kind == "missing_image":
             issues.add(ERROR, "unreadable_image", "images that are missing or cannot be decoded",
                        "restore or re-export these files, or remove their annotations", f"{p.file}: {p.message}")
+        elif p.kind == "duplicate_id":
+            issues.add(ERROR, "duplicate_image_id", "several images share one image id",
+                       "give every image a unique id (annotations find their image by id)", f"{p.file}: {p.message}")
+        elif p.kind == "bad_size":
+            issues.add(WARNING, "bad_image_size", "image sizes in the annotation that cannot be read",
+                       "fix or remove them (the size is read from the image file instead)", f"{p.file}: {p.message}")
+        elif p.kind == "orphan_label":
+            issues.add(WARNING, "label_without_image", "label files without an image",
+                       "restore the images, or remove the label files (their boxes are not used)",
+                       f"{p.file}: {p.message}")
         else:
-            issues.add(ERROR, "bad_annotation", "annotation rows that cannot be read",
-                       "fix these rows (see the format's expected columns)", f"{p.file}: {p.message}")
+            issues.add(ERROR, "bad_annotation", "annotation entries that cannot be used (each names the file and "
+                       "the entry: annotation id, line, XML object, key)",
+                       "fix or remove these entries as each message says; training and evaluation refuse the dataset "
+                       "until they are fixed", f"{p.file}: {p.message}")
 
 
 def _check_images(dataset: DetectionDataset, mode: str, issues: _Issues) -> list[tuple[int, int] | None]:
@@ -391,6 +453,8 @@ def _check_box_formats(dataset: DetectionDataset, sizes: list[tuple[int, int] | 
                    "but all fit the image as (x, y, width, height): the boxes look like xywh read as xyxy",
                    "convert with x2 = x + w, y2 = y + h (COCO json 'bbox' is xywh and is converted by format='coco')",
                    n=int(inverted.sum()))
+    if dataset.format == "coco":
+        _check_coco_xyxy(x1, y1, x2, y2, iw, ih, issues)
     # yxyx read as xyxy: boxes outside the image that fit once x and y are swapped (non-square images)
     outside = (x2 > iw + _OUTSIDE_TOLERANCE) | (y2 > ih + _OUTSIDE_TOLERANCE)
     swapped_fit = (y2 <= iw + _OUTSIDE_TOLERANCE) & (x2 <= ih + _OUTSIDE_TOLERANCE) & (x1 >= -1) & (y1 >= -1)
@@ -400,6 +464,23 @@ def _check_box_formats(dataset: DetectionDataset, sizes: list[tuple[int, int] | 
                    "and y are swapped: the boxes look like (y1, x1, y2, x2) read as (x1, y1, x2, y2)",
                    "reorder the coordinates to x1, y1, x2, y2 (TensorFlow / the official EfficientDet use yxyx)",
                    n=int(fits.sum()))
+
+
+def _check_coco_xyxy(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, iw: np.ndarray, ih: np.ndarray,
+                     issues: _Issues) -> None:
+    """COCO ``bbox`` holding ``[x1, y1, x2, y2]`` instead of ``[x, y, width, height]``: read as xywh, such boxes end
+    at ``x1 + x2`` (often outside the image), while the fields themselves are corners inside it (``w > x``,
+    ``h > y`` for every box, which real xywh data seldom has)."""
+    w_field, h_field = x2 - x1, y2 - y1  # the bbox's 3rd and 4th values as written
+    tol = _OUTSIDE_TOLERANCE
+    outside = (x2 > iw + tol) | (y2 > ih + tol)
+    as_corners = (w_field > x1) & (h_field > y1) & (w_field <= iw + tol) & (h_field <= ih + tol)
+    if outside.any() and as_corners.mean() >= 0.95 and as_corners[outside].all():
+        issues.add(WARNING, "looks_like_xyxy_in_coco", f"{int(outside.sum())} boxes reach outside the image, and "
+                   "every bbox fits the image when its values are read as corners: the COCO 'bbox' fields look "
+                   "like [x1, y1, x2, y2] written where COCO expects [x, y, width, height]",
+                   "write bbox as [x1, y1, x2 - x1, y2 - y1] (COCO's xywh); the tool that wrote the file used xyxy",
+                   n=int(outside.sum()))
 
 
 def _check_classes(dataset: DetectionDataset, box_counts: np.ndarray, labels: np.ndarray, issues: _Issues) -> None:
@@ -427,11 +508,11 @@ def _check_classes(dataset: DetectionDataset, box_counts: np.ndarray, labels: np
 
 
 def _anchor_coverage(report: CheckReport, dataset: DetectionDataset, sizes: list[tuple[int, int] | None],
-                     model: Any, issues: _Issues) -> None:
+                     model: Any, image_size: int | tuple[int, int] | None, issues: _Issues) -> None:
     import torch
     from torchvision.ops import box_iou
 
-    from efficientdet.config import DetectorConfig
+    from efficientdet.config import DetectorConfig, TrainConfig
     from efficientdet.data.preprocess import letterbox_scale
     from efficientdet.modeling.anchors import generate_anchors
 
@@ -440,8 +521,12 @@ def _anchor_coverage(report: CheckReport, dataset: DetectionDataset, sizes: list
     else:
         from efficientdet.registry import get_config
 
-        cfg, name = get_config(str(model)), str(model)
-    input_size = tuple(int(s) for s in cfg.preprocess.image_size)
+        name = str(model) if model is not None else TrainConfig.model
+        cfg = get_config(name)
+    size = cfg.preprocess.image_size if image_size is None else image_size
+    input_size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+    if len(input_size) != 2 or min(input_size) < 1:
+        raise DataError(f"image size {size!r}: give one positive int or (height, width)")
     anchors = generate_anchors(cfg.anchors, input_size)  # type: ignore[arg-type]
     scaled = []
     for rec, size in zip(dataset.records, sizes, strict=True):
@@ -483,4 +568,4 @@ def _anchor_coverage(report: CheckReport, dataset: DetectionDataset, sizes: list
                    f"(uncovered shapes: {shape})", n=int((~covered).sum()))
 
 
-__all__ = ["Issue", "CheckReport", "check_dataset", "MATCH_IOU", "LOW_COVERAGE", "SIZE_BINS", "ASPECT_BINS"]
+__all__ = ["Issue", "CheckReport", "check_dataset", "require_usable", "MATCH_IOU", "LOW_COVERAGE", "SIZE_BINS", "ASPECT_BINS"]

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from efficientdet.errors import DataError
 
@@ -66,8 +66,16 @@ def open_image(source: str | os.PathLike[str] | bytes, name: str | None = None) 
             return to_rgb(img)
     except FileNotFoundError as err:
         raise DataError(f"image file not found: {label}; check the image folder given to the dataset") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot decode image {label}: {err}; re-export or remove this file") from err
+    except Image.DecompressionBombError as err:
+        raise DataError(_too_large(label, err)) from err
+    except Exception as err:  # noqa: BLE001 - PIL's decoders raise many types on bad bytes; all mean "unusable"
+        raise DataError(f"cannot decode image {label}: {err or type(err).__name__}; re-export or remove this "
+                        "file") from err
+
+
+def _too_large(label: str, err: Exception) -> str:
+    return (f"image {label} is too large to decode safely ({err}); it may be a decompression bomb. Downscale it, or "
+            "raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -84,8 +92,11 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     except FileNotFoundError as err:
         raise DataError(f"image file not found: {path}; check the image folder given to the dataset") from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"cannot read image header of {path}: {err}; re-export or remove this file") from err
+    except Image.DecompressionBombError as err:
+        raise DataError(_too_large(str(path), err)) from err
+    except Exception as err:  # noqa: BLE001 - as in open_image
+        raise DataError(f"cannot read image header of {path}: {err or type(err).__name__}; re-export or remove "
+                        "this file") from err
     if orientation in _SWAPPING_ORIENTATIONS:
         w, h = h, w
     return (h, w)

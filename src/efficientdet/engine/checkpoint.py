@@ -39,15 +39,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} does not exist; pass the path of a last.pth/best.pth from a run")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - report any unpickling refusal or corruption clearly
-        raise WeightsError(f"cannot read checkpoint {path}: {err}. It may be truncated or not a checkpoint "
-                           "written by this library (only plain tensors and containers are accepted)") from err
+    from efficientdet.weights.io import _torch_load
+
+    data = _torch_load(path)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path} is not a training checkpoint of this library (no 'format' entry); to start from "
                            "its weights use --checkpoint/--pretrained instead of --resume")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(data.get(key), kind):
+            found = "missing" if key not in data else f"a {type(data[key]).__name__}"
+            raise WeightsError(f"{path}: entry {key!r} is {found}, not {_KIND_NAMES[kind]}; the checkpoint is damaged "
+                               "or was edited. Resume from another one (epoch_*.pth) or start from its weights with "
+                               "--checkpoint")
     return data
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "config": dict, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict,
+    "epoch": int, "step": int,
+}
+_KIND_NAMES = {dict: "a mapping", int: "an integer"}
 
 
 def rng_state() -> dict[str, Any]:

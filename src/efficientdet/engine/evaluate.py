@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from efficientdet.config import PostprocessConfig
-from efficientdet.errors import ConfigError
+from efficientdet.errors import ConfigError, DataError
 
 _AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -43,9 +43,11 @@ def evaluate(model: nn.Module, loader: Any, evaluator: Any, *, device: torch.dev
         bar = tqdm(total=len(loader), desc="validate", unit="batch", leave=False, dynamic_ncols=True, disable=None)
     dtype = _AMP.get(amp)
     ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    evaluated = 0
     for batch in loader:
         if len(batch) == 0:
             continue
+        evaluated += len(batch)
         pixels = normalize(batch.images.to(device, non_blocking=True))
         with ctx:
             outputs = model(pixels)
@@ -58,6 +60,10 @@ def evaluate(model: nn.Module, loader: Any, evaluator: Any, *, device: torch.dev
     if bar is not None:
         bar.close()
     model.train(was_training)
+    skipped = getattr(loader, "skipped", None)
+    if not evaluated and skipped:  # never score nothing
+        raise DataError(f"none of the images could be read ({len(skipped)} skipped), e.g. {skipped[0][0]} "
+                        f"({skipped[0][1]}); run 'efficientdet data check' on the dataset")
     return evaluator.compute()
 
 
@@ -107,6 +113,7 @@ def validate(
     or ``output/results.json``) and PR curves (``output/pr_curves.png``) when ``output`` is given. For
     test-dev (no annotations) only the results json is written.
     """
+    from efficientdet.data.check import require_usable
     from efficientdet.data.loader import create_loader
     from efficientdet.data.parsers import load_dataset
     from efficientdet.engine.distributed import init_distributed
@@ -117,6 +124,7 @@ def validate(
         raise ConfigError("give a model name (--model) and/or a checkpoint (--checkpoint) to validate")
     dist = init_distributed(device)
     dataset = load_dataset(data, data_format, split=split, default_split="val")
+    require_usable(dataset, data, "dataset", boxes=False)
     name = model
     if name is None:
         from efficientdet.weights.checkpoint import read_model_checkpoint

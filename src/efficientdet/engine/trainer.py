@@ -33,7 +33,7 @@ from efficientdet.engine.optim import (
     freeze_parameters,
     frozen_norms,
 )
-from efficientdet.errors import ConfigError, EfficientDetError
+from efficientdet.errors import ConfigError, DataError, EfficientDetError
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, *, train_dataset: DetectionDataset | None = None,
                  val_dataset: DetectionDataset | None = None, resume: str | Path | None = None) -> None:
+        from efficientdet.data.check import require_usable
         from efficientdet.data.loader import create_loader
         from efficientdet.data.preprocess import Normalizer
         from efficientdet.training.losses import DetectionLoss
@@ -125,6 +126,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if train_dataset is None:
             train_dataset, val_dataset = _load_datasets(cfg)
+        require_usable(train_dataset, cfg.train_data or "(given in Python)", "training set")
+        if val_dataset is not None:
+            require_usable(val_dataset, cfg.val_data or "(given in Python)", "validation set", boxes=False)
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         self.out_dir = Path(cfg.output)
         if self.dist.is_main:
@@ -305,6 +309,10 @@ class Trainer:
         n = max(float(totals[3]), 1.0)
         elapsed = time.perf_counter() - start
         skipped = len(getattr(loader, "skipped", []))
+        if float(totals[3]) == 0 and skipped and not nonfinite:  # never "train" on nothing and exit 0
+            raise DataError(f"epoch {self.epoch + 1} had no usable batch: all {skipped} images it read could not be "
+                            f"decoded, e.g. {loader.skipped[0][0]} ({loader.skipped[0][1]}). Run 'efficientdet data "
+                            "check' on the dataset")
         return {
             "train_loss": float(totals[0]) / n, "train_cls_loss": float(totals[1]) / n,
             "train_box_loss": float(totals[2]) / n, "lr": self.optimizer.param_groups[0]["lr"],

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from efficientdet.config import DetectorConfig
-from efficientdet.errors import WeightsError
+from efficientdet.errors import ConfigError, WeightsError
 
 WEIGHTS_FORMAT = "efficientdet.weights"
 
@@ -71,18 +71,37 @@ def read_model_checkpoint(path: str | Path, *, use_ema: bool | None = None) -> M
         from efficientdet.weights.io import load_state_dict
 
         meta = read_metadata(path)
-        config = _config_from(json.loads(meta["config"])) if "config" in meta else None
+        config = _config_from(_json_config(meta["config"], path), path) if "config" in meta else None
         return ModelCheckpoint(path, load_state_dict(path, use_ema=use_ema), config, used_ema=meta.get("ema") == "true")
     data = load_checkpoint_data(path)
     state = state_dict_from(data, use_ema=use_ema, path=path)
-    return ModelCheckpoint(path, state, _config_from(data.get("config")),
+    return ModelCheckpoint(path, state, _config_from(data.get("config"), path),
                            used_ema=has_ema_weights(data) and use_ema is not False)
 
 
-def _config_from(data: Any) -> DetectorConfig | None:
-    if not isinstance(data, dict):
+def _json_config(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise WeightsError(f"the model config stored in {path} is not valid JSON ({err}); the file was damaged or "
+                           "edited: export it again, or load its weights into a model you build with --model") from err
+
+
+def _config_from(data: Any, path: Path) -> DetectorConfig | None:
+    """The :class:`DetectorConfig` a file records (``None`` when it records none); :class:`WeightsError` naming the
+    file when the record is not a valid config (wrong types or values, unknown keys)."""
+    if data is None:
         return None
-    return DetectorConfig.from_dict(data)
+    if not isinstance(data, dict):
+        raise WeightsError(f"the model config stored in {path} is a {type(data).__name__}, not a mapping; the file "
+                           "was damaged or edited")
+    try:
+        return DetectorConfig.from_dict(data)
+    except (ConfigError, TypeError, ValueError, KeyError, AttributeError) as err:
+        # from_dict builds the frozen dataclasses; a mistyped value fails inside their checks
+        raise WeightsError(f"the model config stored in {path} is not valid ({type(err).__name__}: {err}); the file "
+                           "was damaged, edited or written by an incompatible version. Export it again, or give "
+                           "--model NAME to build the model and load only the weights") from err
 
 
 def save_inference_weights(state_dict: dict[str, torch.Tensor], config: DetectorConfig, path: str | Path, *,

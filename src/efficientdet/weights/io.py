@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import pickle
+import re
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -178,18 +181,72 @@ def _torch_load(path: Path) -> Any:
     """``torch.load(weights_only=True)`` that also accepts ``argparse.Namespace``.
 
     Training checkpoints of timm and effdet store the command-line arguments as a Namespace; it is a plain
-    attribute holder, and its values still pass through the restricted unpickler.
+    attribute holder, and its values still pass through the restricted unpickler. A file that cannot be read
+    raises :class:`WeightsError` saying what is wrong with it (:func:`describe_unreadable`).
     """
+    foreign = sniff_weights_file(path)
+    if foreign is not None:
+        raise WeightsError(f"{path} is {foreign}")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols, not the user's concern
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - refused pickles and corrupt files both end here
-        raise WeightsError(
-            f"cannot read {path} safely: {err}\nOnly files holding tensors and plain containers are loaded "
-            "(torch.load weights_only=True); arbitrary pickled objects are refused because unpickling can run "
-            "code. If you trust the file, load it yourself and re-save its state dict with "
-            "efficientdet.weights.io.save_state_dict(state_dict, 'weights.safetensors')."
-        ) from err
+        raise WeightsError(describe_unreadable(path, err)) from err
+
+
+_REFUSED = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def describe_unreadable(path: Path, err: BaseException) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` failed on, and what to do.
+
+    Never repeats torch's own text, which suggests ``weights_only=False`` (unpickling that can run code).
+    """
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in text:
+        refused = _REFUSED.search(text)
+        what = f"a pickled Python object ({refused.group(1)})" if refused else "pickled data other than tensors"
+        return (f"{path} holds {what}, which is refused: only tensors and plain containers are loaded, because "
+                "unpickling arbitrary objects can run code. If you made the file yourself, load it in your own code "
+                "and re-save its state dict with efficientdet.weights.io.save_state_dict(state_dict, "
+                "'weights.safetensors')")
+    if isinstance(err, EOFError) or any(k in text for k in ("central directory", "PytorchStreamReader", "EOF",
+                                                          "truncated", "unexpected end")):
+        return (f"{path} is truncated or corrupt ({type(err).__name__}: {text.split('.')[0] or 'unexpected end'}); "
+                "the save or download did not finish: save or download it again")
+    return (f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}"
+            f"{': ' + text.splitlines()[0][:120] if text else ''}); it may be corrupt or another kind of file. "
+            "Give a .pth / .safetensors file written by torch.save or this library")
+
+
+def sniff_weights_file(path: Path) -> str | None:
+    """``None`` when ``path`` may be a ``torch.save`` file, else what it looks like instead (for messages):
+    empty, JSON, safetensors under another name, ONNX, HDF5 (Keras), a TensorFlow checkpoint, text."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as err:
+        return f"not readable ({err.strerror or err})"
+    if size == 0:
+        return "empty (0 bytes): the save or download was interrupted; save or download it again"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip format, legacy pickle
+        return None
+    hint = "not a PyTorch checkpoint; give the .pth / .safetensors weights"
+    if len(head) > 9 and head[8:10] == b'{"' and int.from_bytes(head[:8], "little") < size:
+        return f"a safetensors file with a {path.suffix or 'missing'} suffix; rename it to {path.stem}.safetensors"
+    if head.startswith(b"\x89HDF"):
+        return f"an HDF5 (Keras) file, {hint}"
+    if path.suffix.lower() == ".onnx" or b"onnx" in head.lower() or b"pytorch" in head.lower()[:32]:
+        return f"an ONNX model (what export writes), {hint} it was exported from"
+    if path.suffix == ".index" or ".data-0" in path.name:
+        return f"part of a TensorFlow checkpoint: convert it with 'efficientdet convert tf' first; {hint}"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return f"JSON text, {hint}"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return f"a text file, {hint}"
+    return None
 
 
 def _usable(value: Any) -> bool:

@@ -14,12 +14,11 @@ format (``efficientdet data convert``).
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
 from efficientdet.config import unknown_key_message
-from efficientdet.data.parsers._common import ParseProblem
+from efficientdet.data.parsers._common import ParseProblem, read_csv
 from efficientdet.data.parsers.coco import coco_dict, load_coco, write_coco
 from efficientdet.data.parsers.openimages import load_openimages, write_openimages
 from efficientdet.data.parsers.plain_csv import load_csv, write_csv
@@ -32,9 +31,23 @@ FORMATS = ("coco", "voc", "yolo", "openimages", "csv")
 
 
 def _csv_kind(path: Path) -> str:
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    return "openimages" if {"ImageID", "LabelName", "XMin"} <= set(header) else "csv"
+    rows = read_csv(path, "CSV file")
+    header = rows[0][1] if rows else []
+    return "openimages" if {"ImageID", "LabelName", "XMin"} <= {h.strip() for h in header} else "csv"
+
+
+_FORMAT_FILES = {"coco": "a COCO .json", "yolo": "a YOLO data.yaml", "csv": "a box .csv", "openimages":
+                 "an OpenImages boxes .csv", "voc": "a VOC folder"}
+
+
+def _check_format(format: str, path: Path) -> None:
+    """:class:`DataError` when an annotation file is plainly of another format than the one asked for."""
+    if not path.is_file() or path.suffix.lower() not in (".json", ".yaml", ".yml", ".csv"):
+        return
+    found, _ = detect_format(path)
+    if found != format:
+        raise DataError(f"{path} looks like {_FORMAT_FILES[found]} ({found} format), not {_FORMAT_FILES[format]}: "
+                        f"use --format {found} (format={found!r}), or leave the format out to detect it")
 
 
 def _coco_json(folder: Path, split: str | None) -> Path | None:
@@ -132,6 +145,8 @@ def load_dataset(
     """
     if format is not None and format not in FORMATS:
         raise DataError(unknown_key_message(format, FORMATS, "dataset format"))
+    if format is not None:
+        _check_format(format, Path(path))
     if split is not None and not has_splits(path, format):
         raise DataError(f"{path} has no splits to choose from (a single annotation file or an OpenImages folder), so "
                         f"split {split!r} cannot apply; point at the file of that split instead, or drop the split. "

@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from efficientdet.data.images import IMAGE_EXTENSIONS, image_size
 from efficientdet.data.parsers._common import (
+    EntryError,
     ParseProblem,
     Problems,
+    as_coordinate,
+    as_number,
     check_writable,
     make_record,
     place_image,
+    read_csv,
 )
 from efficientdet.data.records import DetectionDataset
 from efficientdet.errors import DataError
@@ -41,23 +44,33 @@ from efficientdet.errors import DataError
 _REQUIRED = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax")
 
 
-def _rows(path: Path) -> Iterator[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        yield from csv.DictReader(f)
+def _rows(path: Path, what: str, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """``(line number, {column: cell})`` of a csv with a header row; :class:`DataError` naming the file when a
+    required column is missing. Short rows get empty cells."""
+    rows = read_csv(path, what)
+    if not rows:
+        return []
+    header = [h.strip() for h in rows[0][1]]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"{path}: columns {', '.join(missing)} missing (header: {','.join(header)[:120]}); an "
+                        f"OpenImages {what} has {', '.join(required)}")
+    return [(n, dict(zip(header, row + [""] * (len(header) - len(row)), strict=False))) for n, row in rows[1:]]
 
 
 def read_class_descriptions(path: str | os.PathLike[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(mids, display_names)`` from an OpenImages class-descriptions csv (header optional)."""
     path = Path(path)
     mids, names = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.reader(f):
-            if not row or (not mids and row[0] == "LabelName"):
-                continue
-            if len(row) < 2:
-                raise DataError(f"{path}: row {row!r} is not 'MID,DisplayName'")
-            mids.append(row[0])
-            names.append(row[1])
+    for n, row in read_csv(path, "class descriptions csv"):
+        if not mids and row[0] == "LabelName":
+            continue
+        if len(row) < 2 or not row[0].strip():
+            raise DataError(f"{path}: line {n} {','.join(row)[:60]!r} is not 'MID,DisplayName'")
+        if row[0] in mids:
+            raise DataError(f"{path}: line {n}: MID {row[0]!r} is listed twice; keep one line per class")
+        mids.append(row[0])
+        names.append(row[1])
     return tuple(mids), tuple(names)
 
 
@@ -122,52 +135,47 @@ def load_openimages(
     image_dir = Path(image_dir)
     report = Problems(problems)
 
-    try:
-        box_rows = list(_rows(boxes_path))
-    except FileNotFoundError as err:
-        raise DataError(f"OpenImages boxes csv not found: {boxes_path}") from err
-    if box_rows:
-        missing = [c for c in _REQUIRED if c not in box_rows[0]]
-        if missing:
-            raise DataError(f"{boxes_path}: columns {', '.join(missing)} missing; an OpenImages boxes csv has "
-                            f"{', '.join(_REQUIRED)} (and IsGroupOf)")
-    label_rows = list(_rows(Path(image_labels_csv))) if image_labels_csv else []
+    if not boxes_path.is_file():
+        raise DataError(f"OpenImages boxes csv not found: {boxes_path}")
+    box_rows = _rows(boxes_path, "boxes csv", _REQUIRED)
+    label_rows = _rows(Path(image_labels_csv), "image-labels csv", ("ImageID", "LabelName")) if image_labels_csv else []
 
     if class_descriptions is not None:
         mids, names = read_class_descriptions(class_descriptions)
     else:
-        mids = tuple(sorted({r["LabelName"] for r in box_rows} | {r["LabelName"] for r in label_rows}))
+        mids = tuple(sorted({r["LabelName"] for _, r in box_rows} | {r["LabelName"] for _, r in label_rows}))
         names = mids
     label_of = {m: i for i, m in enumerate(mids)}
 
     per_image: dict[str, dict[str, list]] = {}
 
     def entry(image_id: str) -> dict[str, list]:
+        if not image_id:
+            raise EntryError("ImageID is empty")
         if image_id not in per_image:
             per_image[image_id] = {"boxes": [], "labels": [], "group": [], "pos": [], "neg": []}
         return per_image[image_id]
 
-    for n, row in enumerate(box_rows, 2):
-        e = entry(row["ImageID"])
-        mid = row["LabelName"]
-        if mid not in label_of:
-            report.add("unknown_class", boxes_path, f"line {n}: LabelName {mid!r} is not in the class descriptions",
-                       ids=(mid,))
-            continue
-        try:
-            coords = [float(row[k]) for k in ("XMin", "YMin", "XMax", "YMax")]
-        except ValueError:
-            report.add("bad_row", boxes_path, f"line {n}: XMin/XMax/YMin/YMax are not numbers")
-            continue
-        e["boxes"].append(coords)
-        e["labels"].append(label_of[mid])
-        e["group"].append(str(row.get("IsGroupOf", "0")).strip() in ("1", "True", "true"))
-    for row in label_rows:
-        e = entry(row["ImageID"])
-        mid = row["LabelName"]
-        if mid not in label_of:
-            continue  # image-level labels cover many more classes than the boxable ones
-        (e["pos"] if float(row.get("Confidence", "1") or 1) > 0 else e["neg"]).append(label_of[mid])
+    for n, row in box_rows:
+        with report.entry(boxes_path, f"line {n}"):
+            e = entry(row["ImageID"].strip())
+            mid = row["LabelName"]
+            if mid not in label_of:
+                report.add("unknown_class", boxes_path, f"line {n}: LabelName {mid!r} is not in the class "
+                           "descriptions", ids=(mid,))
+                continue
+            coords = [as_coordinate(row[k], k, text=True) for k in ("XMin", "YMin", "XMax", "YMax")]
+            e["boxes"].append(coords)
+            e["labels"].append(label_of[mid])
+            e["group"].append(str(row.get("IsGroupOf", "0")).strip() in ("1", "True", "true"))
+    for n, row in label_rows:
+        with report.entry(image_labels_csv, f"line {n}"):  # type: ignore[arg-type]
+            e = entry(row["ImageID"].strip())
+            mid = row["LabelName"]
+            if mid not in label_of:
+                continue  # image-level labels cover many more classes than the boxable ones
+            confidence = as_number(row.get("Confidence") or "1", "Confidence", text=True)
+            (e["pos"] if confidence > 0 else e["neg"]).append(label_of[mid])
 
     records = []
     for image_id, (key, e) in enumerate(per_image.items()):

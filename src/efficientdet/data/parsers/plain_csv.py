@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 
 from efficientdet.data.parsers._common import (
+    EntryError,
     ParseProblem,
     Problems,
+    as_coordinate,
     check_writable,
     fmt_number,
     make_record,
+    read_csv,
     relative_name,
 )
 from efficientdet.data.records import DetectionDataset
@@ -38,17 +42,25 @@ _ALIASES = {
 _ORDER = ("image", "xmin", "ymin", "xmax", "ymax", "label")
 
 
-def _columns(header: list[str]) -> dict[str, int] | None:
+def _columns(header: list[str], csv_file: Path) -> dict[str, int] | None:
+    """Column positions when ``header`` is a header row (any cell is a known column name), else ``None``; a header
+    missing a required column is a :class:`DataError` naming the missing ones."""
     lowered = [h.strip().lower() for h in header]
+    known = {n for names in _ALIASES.values() for n in names}
+    if not any(h in known for h in lowered):
+        return None
     cols = {}
     for key, names in _ALIASES.items():
         for n in names:
             if n in lowered:
                 cols[key] = lowered.index(n)
                 break
-    if all(k in cols for k in _ORDER):
-        return cols
-    return None
+    missing = [k for k in _ORDER if k not in cols]
+    if missing:
+        raise DataError(f"{csv_file}: the header row {','.join(header)!r} has no {', '.join(missing)} column; a box "
+                        f"CSV needs {','.join(_ORDER)} (also accepted: {', '.join(_ALIASES[missing[0]][1:])} for "
+                        f"{missing[0]}). Rename the columns, or drop the header and keep that column order")
+    return cols
 
 
 def load_csv(
@@ -59,50 +71,49 @@ def load_csv(
     problems: list[ParseProblem] | None = None,
 ) -> DetectionDataset:
     """Read a plain box CSV (see the module docstring). ``class_names`` fixes the label order; labels not in it
-    are reported (collected in ``problems`` when given, else :class:`DataError`)."""
+    and rows that cannot be read (named by line number) are reported (collected in ``problems`` when given, else
+    :class:`DataError`)."""
     csv_file = Path(csv_file)
     root = Path(image_dir) if image_dir is not None else csv_file.parent
     report = Problems(problems)
-    try:
-        with open(csv_file, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
-    except FileNotFoundError as err:
-        raise DataError(f"CSV file not found: {csv_file}") from err
+    rows = read_csv(csv_file, "CSV file")
     if not rows:
         raise DataError(f"{csv_file} is empty; expected rows 'image,xmin,ymin,xmax,ymax,label'")
-    cols = _columns(rows[0])
+    cols = _columns(rows[0][1], csv_file)
     if cols is not None:
         rows = rows[1:]
     else:
         cols = {k: i for i, k in enumerate(_ORDER)}
-        if len(rows[0]) > 6:
+        if len(rows[0][1]) > 6:
             cols["ignore"] = 6
 
-    per_image: dict[str, list[tuple[list[float], str, bool]]] = {}
-    for n, row in enumerate(rows, 1):
+    per_image: dict[str, list[tuple[list[float], str, bool, int]]] = {}
+    for n, row in rows:
         row = row + [""] * (max(cols.values()) + 1 - len(row))
-        image = row[cols["image"]].strip()
-        per_image.setdefault(image, [])
-        coords = [row[cols[k]].strip() for k in ("xmin", "ymin", "xmax", "ymax")]
-        label = row[cols["label"]].strip()
-        if not any(coords) and not label:
-            continue  # an image without objects
-        try:
-            box = [float(c) for c in coords]
-        except ValueError:
-            report.add("bad_row", csv_file, f"row {n}: coordinates {coords} are not numbers")
-            continue
-        ign = "ignore" in cols and row[cols["ignore"]].strip().lower() in ("1", "true", "yes")
-        per_image[image].append((box, label, ign))
+        with report.entry(csv_file, f"line {n}"):
+            image = row[cols["image"]].strip()
+            if not image:
+                raise EntryError("the image column is empty; give the image file of the box")
+            per_image.setdefault(image, [])
+            coords = [row[cols[k]].strip() for k in ("xmin", "ymin", "xmax", "ymax")]
+            label = row[cols["label"]].strip()
+            if not any(coords) and not label:
+                continue  # an image without objects
+            box = [as_coordinate(c, k, text=True) for c, k in zip(coords, ("xmin", "ymin", "xmax", "ymax"), strict=True)]
+            if not label:
+                raise EntryError(f"image {image}: the label is empty; give the class of the box (or leave the "
+                                 "coordinates empty too for an image without objects)")
+            ign = "ignore" in cols and row[cols["ignore"]].strip().lower() in ("1", "true", "yes")
+            per_image[image].append((box, label, ign, n))
 
-    found = {lab for objs in per_image.values() for _, lab, _ in objs}
+    found = {lab for objs in per_image.values() for _, lab, _, _ in objs}
     if class_names is not None:
         names, ids = tuple(class_names), tuple(range(len(class_names)))
         key_of = {name: i for i, name in enumerate(names)}
-    elif found and all(lab.lstrip("-").isdigit() for lab in found):
-        ids = tuple(sorted(int(lab) for lab in found))
+    elif found and all(re.fullmatch(r"-?[0-9]{1,18}", lab) for lab in found):
+        ids = tuple(sorted({int(lab) for lab in found}))
         names = tuple(str(i) for i in ids)
-        key_of = {str(i): n for n, i in enumerate(ids)}
+        key_of = {lab: ids.index(int(lab)) for lab in found}  # "007" and "7" are one class
     else:
         names = tuple(sorted(found))
         ids = tuple(range(len(names)))
@@ -111,10 +122,10 @@ def load_csv(
     records = []
     for image_id, (image, objs) in enumerate(per_image.items()):
         boxes, labels, ignore = [], [], []
-        for box, lab, ign in objs:
+        for box, lab, ign, n in objs:
             if lab not in key_of:
-                report.add("unknown_class", csv_file, f"image {image}: label {lab!r} is not in the class list",
-                           ids=(lab,))
+                report.add("unknown_class", csv_file, f"line {n} (image {image}): label {lab!r} is not in the "
+                           "class list", ids=(lab,))
                 continue
             boxes.append(box)
             labels.append(key_of[lab])

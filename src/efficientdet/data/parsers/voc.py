@@ -25,12 +25,16 @@ from pathlib import Path
 
 from efficientdet.data.parsers._common import (
     BACKGROUND_NAMES,
+    EntryError,
     ParseProblem,
     Problems,
+    as_coordinate,
+    as_number,
     check_writable,
     fmt_number,
     make_record,
     place_image,
+    read_text,
 )
 from efficientdet.data.records import DetectionDataset, ImageRecord
 from efficientdet.errors import DataError
@@ -68,13 +72,51 @@ def _text(node: ET.Element | None, tag: str, default: str = "") -> str:
     return (child.text or "").strip() if child is not None and child.text is not None else default
 
 
+def _read_xml(xml: Path, report: Problems) -> tuple[str, tuple[int, int] | None, list[tuple[str, list[float], bool]]]:
+    """``(image file name, (H, W) or None, [(class name, [xmin, ymin, xmax, ymax] as written, difficult)])`` of one
+    XML file; objects that cannot be used are reported (naming the object) and left out."""
+    if not xml.is_file():
+        raise EntryError("listed in the image set but missing; restore it or remove its id from the image set")
+    try:
+        tree = ET.parse(xml).getroot()
+    except ET.ParseError as err:
+        raise EntryError(f"not valid XML ({err}); fix or re-export it") from err
+    except (OSError, ValueError) as err:
+        raise EntryError(f"cannot be read ({err})") from err
+    if tree.tag != "annotation":
+        raise EntryError(f"the root element is <{tree.tag}>, not <annotation>; is this a Pascal VOC file?")
+    filename = _text(tree, "filename") or f"{xml.stem}.jpg"
+    size = None
+    size_node = tree.find("size")
+    if size_node is not None:
+        with report.entry(xml, "<size>", kind="bad_size"):
+            h, w = (as_number(_text(size_node, t), f"<{t}>", text=True) for t in ("height", "width"))
+            if min(h, w) > 0 and h.is_integer() and w.is_integer():  # 0 x 0: tools that leave the size unset
+                size = (int(h), int(w))
+            elif not (h == 0 and w == 0):
+                raise EntryError(f"height x width is {h:g} x {w:g}, not a positive size; the image's own size is used")
+    objects = []
+    for n, obj in enumerate(tree.findall("object"), 1):
+        name = _text(obj, "name")
+        with report.entry(xml, f"object {n} ({name!r})" if name else f"object {n}"):
+            if not name:
+                raise EntryError("has no <name>; give the class name")
+            bb = obj.find("bndbox")
+            if bb is None:
+                raise EntryError("has no <bndbox>; give xmin, ymin, xmax, ymax")
+            coords = [as_coordinate(_text(bb, t), f"<{t}>", text=True) for t in ("xmin", "ymin", "xmax", "ymax")]
+            difficult = _text(obj, "difficult", "0") or "0"
+            objects.append((name, coords, difficult not in ("0", "false", "False")))
+    return filename, size, objects
+
+
 def _class_names_file(dirs: list[Path]) -> tuple[str, ...] | None:
     for d in dirs:
         for cand in (d, d.parent):
             for name in _CLASS_FILES:
                 f = cand / name
                 if f.is_file():
-                    lines = [ln.strip() for ln in f.read_text(encoding="utf-8").splitlines()]
+                    lines = [ln.strip() for ln in read_text(f, "class list").splitlines()]
                     return tuple(ln for ln in lines if ln and ln.lower() not in BACKGROUND_NAMES)
     return None
 
@@ -113,7 +155,7 @@ def load_voc(
     for d in dirs:
         listing = d / "ImageSets" / "Main" / f"{split}.txt" if split else None
         if listing is not None and listing.is_file():
-            ids = [ln.split()[0] for ln in listing.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            ids = [ln.split()[0] for ln in read_text(listing, "VOC image set").splitlines() if ln.strip()]
             xml_files += [(d, d / "Annotations" / f"{i}.xml") for i in ids]
         elif listing is not None and (d / "ImageSets" / "Main").is_dir():
             raise DataError(f"{listing} not found; available splits: "
@@ -123,38 +165,18 @@ def load_voc(
 
     parsed = []
     for d, xml in xml_files:
-        try:
-            tree = ET.parse(xml).getroot()
-        except FileNotFoundError as err:
-            raise DataError(f"{xml} listed in the image set but missing; restore it or remove its id") from err
-        except ET.ParseError as err:
-            raise DataError(f"{xml} is not valid XML: {err}") from err
-        filename = _text(tree, "filename") or f"{xml.stem}.jpg"
-        size_node = tree.find("size")
-        h, w = _text(size_node, "height"), _text(size_node, "width")
-        size = (int(float(h)), int(float(w))) if h and w and float(h) > 0 and float(w) > 0 else None
-        objects = []
-        for obj in tree.findall("object"):
-            name = _text(obj, "name")
-            bb = obj.find("bndbox")
-            try:
-                coords = [float(_text(bb, t)) for t in ("xmin", "ymin", "xmax", "ymax")]
-            except ValueError:
-                report.add("bad_row", xml, f"object {name!r} has no numeric <bndbox> xmin/ymin/xmax/ymax")
-                continue
-            difficult = _text(obj, "difficult", "0") or "0"
-            objects.append((name, coords, difficult not in ("0", "false", "False")))
-        parsed.append((d / "JPEGImages" / filename, size, objects, xml))
-
+        with report.entry(xml, "annotation file"):
+            parsed.append((d, xml, *_read_xml(xml, report)))
     names = class_names or _class_names_file(dirs)
     if names is None:
-        found = {name for _, _, objs, _ in parsed for name, _, _ in objs}
+        found = {name for *_, objs in parsed for name, _, _ in objs}
         names = VOC_CLASSES if found <= set(VOC_CLASSES) else tuple(sorted(found))
     label_of = {n: i for i, n in enumerate(names)}
     shift = 1.0 if one_based else 0.0
 
     records = []
-    for image_id, (path, size, objects, xml) in enumerate(parsed):
+    for image_id, (d, xml, filename, size, objects) in enumerate(parsed):
+        path = d / "JPEGImages" / filename
         boxes, labels, ignore = [], [], []
         for name, (x1, y1, x2, y2), difficult in objects:
             if name not in label_of:
