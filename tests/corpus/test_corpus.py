@@ -76,7 +76,7 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 def _records(case: Case) -> int:
     from efficientdet.data.parsers import load_dataset
 
-    return len(load_dataset(case.path, case.fmt, "train", problems=[]).records)
+    return len(load_dataset(case.path, case.fmt, default_split="train", problems=[]).records)
 
 
 def _train_args(data: Path, out: Path, batch: int, fmt: str | None = None) -> list[str]:
