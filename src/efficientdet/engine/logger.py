@@ -32,9 +32,7 @@ def tensorboard_tag(key: str) -> str:
         return f"val/{key}"
     if key in _DATA_COLUMNS:
         return f"data/{key}"
-    if key == "lr":
-        return "lr"
-    return f"epoch/{key}"
+    return f"epoch/{key}"  # the per-step learning rate is ``lr``; the epoch's last one ``epoch/lr``
 
 
 class RunLogger:

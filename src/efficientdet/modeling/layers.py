@@ -37,7 +37,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     The pyramid's coarsest levels are small: at a 128 x 128 input P7 is 1 x 1, so a batch of one image (a
     ``batch_size=1`` run, or a batch that skipped images shrank) gives each channel a single value. PyTorch
     refuses that in training ("Expected more than 1 value per channel"); mathematically the batch mean is the
-    value and the variance 0, so the normalised output is ``bias`` and no gradient reaches the input, which is
+    value and the variance 0, so the normalised output is ``bias`` and the input's gradient is zero, which is
     what this layer returns. One value says nothing about the variance, so the running statistics are left as
     they are for that step. Any other input, and evaluation, are plain ``nn.BatchNorm2d`` (same state dict).
     """
@@ -45,7 +45,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
             bias = self.bias if self.bias is not None else x.new_zeros(x.shape[1])
-            return torch.zeros_like(x) + bias.view(1, -1, 1, 1).to(x.dtype)
+            return x * 0 + bias.view(1, -1, 1, 1).to(x.dtype)  # x stays in the graph (zero gradient), as DDP needs
         return super().forward(x)
 
 
