@@ -149,13 +149,15 @@ def plot_curves(csv_path: str | Path, out_png: str | Path, *,
     marked, so a one-epoch run shows its points. ``extra``: more ``(epoch, mAP)`` series for the mAP panel.
 
     Draws on a private ``matplotlib.figure.Figure`` with the Agg canvas: the caller's matplotlib backend
-    and pyplot state are untouched. Returns ``None`` when matplotlib is missing or the log is empty.
+    and pyplot state are untouched. Returns ``None`` when matplotlib is missing or there is no log yet.
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
+        return None
+    if not Path(csv_path).is_file():
         return None
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))

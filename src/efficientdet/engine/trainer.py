@@ -129,7 +129,7 @@ def check_input_size(model: nn.Module, image_size: tuple[int, int]) -> None:
         raise ConfigError(
             f"image size {h}x{w} is too small to train {model.config.name}: its backbone reduces images {stride}x, "
             f"leaving one value per channel, and BatchNorm cannot train on one value; use an image size above "
-            f"{stride} on at least one side (the model is made for {model.config.image_size[0]})")
+            f"{stride} on at least one side")
 
 
 def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
@@ -145,6 +145,19 @@ def _unwrap(model: nn.Module) -> nn.Module:
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
         model = getattr(model, "module", None) or model._orig_mod
     return model
+
+
+RESUME_KEYS = ("batch_size", "grad_accum", "seed")
+"""Settings that fix the data order and the steps: a resumed run must keep them."""
+
+
+def _check_same_run(path: str | Path, saved: dict[str, Any], cfg: TrainConfig, world_size: int) -> None:
+    """Refuse to resume with settings that would change the data order or the step count."""
+    changed = [f"{k}={saved[k]!r} (now {getattr(cfg, k)!r})" for k in RESUME_KEYS
+               if k in saved and saved[k] != getattr(cfg, k)]
+    if changed:
+        raise ConfigError(f"{path} was trained with {', '.join(changed)}; resume with the same settings, or start "
+                          "a new run from its weights with --checkpoint")
 
 
 class Trainer:
@@ -273,6 +286,7 @@ class Trainer:
         if saved.get("num_classes") != self.config.num_classes:
             raise ConfigError(f"{path} was trained for {saved.get('num_classes')} classes, the dataset has "
                               f"{self.config.num_classes}; resume with the same dataset")
+        _check_same_run(path, data.get("train_config") or {}, self.cfg, self.dist.world_size)
         self.model.load_state_dict(data["model"])
         if self.ema is not None and data.get("ema") is not None:
             self.ema.module.load_state_dict(data["ema"])
@@ -399,7 +413,7 @@ class Trainer:
                 "check the image paths with `efficientdet data check`")
         n = max(t["batches"], 1.0)
         images_per_s = images_here * self.dist.world_size / max(elapsed, 1e-9)
-        if t["skipped_images"] or t["dropped_boxes"]:
+        if self.dist.is_main and (t["skipped_images"] or t["dropped_boxes"]):
             log.warning("epoch %d: %d unreadable images skipped, %d unusable boxes dropped (not finite or empty)",
                         self.epoch + 1, int(t["skipped_images"]), int(t["dropped_boxes"]))
         return {
@@ -482,6 +496,9 @@ class Trainer:
             print(f"training {self.config.name} on {len(self.train_dataset)} images ({self.config.num_classes} classes), "
                   f"{self.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, lr {self.lr:.4g}, "
                   f"device {self.device}, {self.dist.world_size} process(es)")
+            if self.epoch >= cfg.epochs:
+                print(f"all {cfg.epochs} epochs are done already (the checkpoint has {self.epoch}); "
+                      "raise --epochs to train longer")
         while self.epoch < cfg.epochs:
             row: dict[str, Any] = {"epoch": self.epoch + 1}
             row.update(self.train_epoch())
@@ -508,7 +525,8 @@ class Trainer:
             barrier()
         result.history, result.best_metric, result.step_losses = self.history, self.best_metric, self.step_losses
         if self.dist.is_main:
-            result.last_checkpoint = self.out_dir / "last.pth"
+            last = self.out_dir / "last.pth"
+            result.last_checkpoint = last if last.is_file() else None
             if (self.out_dir / "best.pth").is_file():
                 result.best_checkpoint = self.out_dir / "best.pth"
             result.curves = plot_curves(self.logger.csv_path, self.out_dir / "curves.png")

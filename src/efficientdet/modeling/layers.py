@@ -44,8 +44,12 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
-            bias = self.bias if self.bias is not None else x.new_zeros(x.shape[1])
-            return x * 0 + bias.view(1, -1, 1, 1).to(x.dtype)  # x stays in the graph (zero gradient), as DDP needs
+            # (x - mean) / std is 0: the output is the bias. x and the weight stay in the graph with a zero
+            # gradient, so that DDP sees a gradient for every parameter in every process.
+            zero = x * 0
+            if self.weight is not None:
+                zero = zero * self.weight.view(1, -1, 1, 1).to(x.dtype)
+            return zero + self.bias.view(1, -1, 1, 1).to(x.dtype) if self.bias is not None else zero
         return super().forward(x)
 
 
