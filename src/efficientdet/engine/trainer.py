@@ -330,8 +330,8 @@ class Trainer:
             self.epoch_batches += 1
             self.totals[_at("skipped_images")] += len(batch.skipped)
             self.totals[_at("dropped_boxes")] += batch.dropped_boxes
-            save_due = self._save_due_by_time()
-            losses = self._forward_backward(batch) if len(batch) else None
+            save_due, usable = self._batch_flags(batch)
+            losses = self._forward_backward(batch) if usable else None
             if losses is not None:
                 pending, last_loss = True, losses
                 images_here += len(batch)
@@ -384,13 +384,17 @@ class Trainer:
         self.totals[_at("images")] += len(batch)
         return {k: v.detach() for k, v in losses.items()}
 
-    def _save_due_by_time(self) -> bool:
-        """Whether ``save_every_minutes`` have passed since the last checkpoint (agreed by every process)."""
+    def _batch_flags(self, batch: Any) -> tuple[bool, bool]:
+        """``(save_due, usable)``, agreed by every process: whether ``save_every_minutes`` have passed since the
+        last checkpoint (clocks differ: any process decides), and whether to train on this batch (not when
+        its images, in any process, were all skipped: every process must run the same collectives)."""
         minutes = self.cfg.save_every_minutes
         due = minutes > 0 and time.monotonic() - self._last_save >= 60.0 * minutes
-        if self.dist.distributed:  # clocks differ: save when any process says so, all at the same step
-            due = bool(all_reduce_sum(torch.tensor(float(due), device=self.device)) > 0)
-        return due
+        empty = len(batch) == 0
+        if self.dist.distributed:
+            flags = all_reduce_sum(torch.tensor([float(due), float(empty)], device=self.device))
+            due, empty = bool(flags[0] > 0), bool(flags[1] > 0)
+        return due, not empty
 
     def _log_step(self, losses: dict[str, torch.Tensor]) -> None:
         """TensorBoard scalars of this optimizer step, every ``log_every_steps`` steps."""
