@@ -259,7 +259,10 @@ class TrainConfig:
     ``amp``: ``none`` | ``bf16`` | ``fp16`` (with loss scaling). ``freeze``: parameter-name patterns
     (fnmatch) or the shortcuts ``backbone`` and ``backbone+fpn``; norm layers whose parameters are all frozen
     keep their statistics (eval mode). ``model_overrides``: dotted
-    :class:`DetectorConfig` changes, e.g. ``{"loss.box_loss": "giou"}``.
+    :class:`DetectorConfig` changes, e.g. ``{"loss.box_loss": "giou"}``. Checkpoints (``last.pth``): after
+    each epoch, and within an epoch every ``save_every_steps`` optimizer steps (0: off) and after
+    ``save_every_minutes`` of training (0: off), so a kill loses at most that much. ``log_every_steps``:
+    TensorBoard per-step scalars. Values are checked on construction (:class:`ConfigError` naming the key).
     """
 
     # model

@@ -39,8 +39,8 @@ class RunLogger:
     """Appends one row per epoch to ``metrics.csv``; writes TensorBoard events when ``tensorboard``.
 
     Columns are fixed by the first row; later rows may add keys (the file is rewritten with the wider header,
-    missing values left empty). ``purge_step``: a resumed run's step; TensorBoard then drops the events the
-    interrupted run wrote from that step on, so the resumed curves have no duplicates.
+    missing values left empty). ``purge_step``: the first step a resumed run does again; TensorBoard drops the
+    events the interrupted run wrote from that step on, so the resumed curves have no duplicates.
     """
 
     def __init__(self, out_dir: str | Path, *, tensorboard: bool = False, enabled: bool = True,

@@ -240,7 +240,7 @@ class Trainer:
         if resume is not None:
             self.load_state(resume)
         self.logger = RunLogger(self.out_dir, tensorboard=cfg.tensorboard, enabled=self.dist.is_main,
-                                purge_step=self.step if resume is not None else None)
+                                purge_step=self.step + 1 if resume is not None else None)  # steps redone
         if resume is not None:
             self.logger.truncate_after(self.epoch)
 
