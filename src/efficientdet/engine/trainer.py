@@ -335,6 +335,8 @@ class Trainer:
             if losses is not None:
                 pending, last_loss = True, losses
                 images_here += len(batch)
+            elif usable:  # a non-finite loss: the step's gradients were dropped
+                pending = False
             if pending and (self.epoch_batches % cfg.grad_accum == 0 or self.epoch_batches == len(loader)):
                 self._optimizer_step()
                 pending = False
