@@ -259,7 +259,10 @@ class TrainConfig:
     ``amp``: ``none`` | ``bf16`` | ``fp16`` (with loss scaling). ``freeze``: parameter-name patterns
     (fnmatch) or the shortcuts ``backbone`` and ``backbone+fpn``; norm layers whose parameters are all frozen
     keep their statistics (eval mode). ``model_overrides``: dotted
-    :class:`DetectorConfig` changes, e.g. ``{"loss.box_loss": "giou"}``.
+    :class:`DetectorConfig` changes, e.g. ``{"loss.box_loss": "giou"}``. Checkpoints (``last.pth``): after
+    each epoch, and within an epoch every ``save_every_steps`` optimizer steps (0: off) and after
+    ``save_every_minutes`` of training (0: off), so a kill loses at most that much. ``log_every_steps``:
+    TensorBoard per-step scalars. Values are checked on construction (:class:`ConfigError` naming the key).
     """
 
     # model
@@ -315,6 +318,7 @@ class TrainConfig:
     eval_every: int = 1
     save_every_epochs: int = 0
     save_every_steps: int = 0
+    save_every_minutes: float = 10.0
     log_every_steps: int = 10
     tensorboard: bool = False
     max_nonfinite_steps: int = 10
@@ -330,6 +334,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+        if isinstance(self.image_size, int) and not isinstance(self.image_size, bool):
+            object.__setattr__(self, "image_size", (self.image_size, self.image_size))
+        _check_train_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         data = _plain(dataclasses.asdict(self))
@@ -342,6 +349,50 @@ class TrainConfig:
         if isinstance(data.get("model_overrides"), dict):
             data["model_overrides"] = tuple(data["model_overrides"].items())
         return _build(cls, data, "train config")
+
+
+# TrainConfig fields checked on construction: (kind, lowest, highest, lowest allowed itself); ``None`` = unbounded.
+_TRAIN_LIMITS: dict[str, tuple[type, float | None, float | None, bool]] = {
+    "batch_size": (int, 1, None, True), "workers": (int, 0, None, True), "epochs": (int, 1, None, True),
+    "grad_accum": (int, 1, None, True), "lr_base_batch": (int, 1, None, True), "seed": (int, None, None, True),
+    "eval_every": (int, 0, None, True), "save_every_epochs": (int, 0, None, True),
+    "save_every_steps": (int, 0, None, True), "log_every_steps": (int, 0, None, True),
+    "max_nonfinite_steps": (int, 1, None, True),
+    "lr": (float, 0, None, False), "lr_base": (float, 0, None, False), "momentum": (float, 0, 1, True),
+    "weight_decay": (float, 0, None, True), "warmup_epochs": (float, 0, None, True),
+    "warmup_lr_ratio": (float, 0, 1, True), "min_lr_ratio": (float, 0, 1, True), "clip_grad": (float, 0, None, False),
+    "ema_decay": (float, 0, 1, True), "scale_min": (float, 0, None, False), "scale_max": (float, 0, None, False),
+    "hflip": (float, 0, 1, True), "mosaic": (float, 0, 1, True), "random_erasing": (float, 0, 1, True),
+    "save_every_minutes": (float, 0, None, True),
+}
+_TRAIN_CHOICES = {"amp": ("none", "bf16", "fp16"), "clip_mode": ("norm", "value", "agc")}
+
+
+def _check_train_config(cfg: TrainConfig) -> None:
+    """Refuse nonsensical training settings before anything starts (``ConfigError`` naming the key)."""
+    for name, (kind, low, high, low_ok) in _TRAIN_LIMITS.items():
+        value = getattr(cfg, name)
+        if value is None and name in ("lr", "clip_grad"):
+            continue
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not is_number or (kind is int and not isinstance(value, int)):
+            raise ConfigError(f"train setting {name}={value!r}: expected {'an integer' if kind is int else 'a number'}"
+                              f"{', or null' if name in ('lr', 'clip_grad') else ''}")
+        too_low = low is not None and (value < low or (value == low and not low_ok))
+        too_high = high is not None and value > high
+        if too_low or too_high:
+            lower = f"{'>=' if low_ok else '>'} {low}" if low is not None else ""
+            upper = f"<= {high}" if high is not None else ""
+            raise ConfigError(f"train setting {name}={value!r}: must be {' and '.join(b for b in (lower, upper) if b)}")
+    if cfg.scale_min > cfg.scale_max:
+        raise ConfigError(f"train settings scale_min={cfg.scale_min} > scale_max={cfg.scale_max}: swap them")
+    for name, choices in _TRAIN_CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(f"train setting {name}={getattr(cfg, name)!r}: choose one of {', '.join(choices)}")
+    if cfg.image_size is not None:
+        size = cfg.image_size
+        if not isinstance(size, tuple) or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+            raise ConfigError(f"train setting image_size={list(size)!r}: expected a positive integer or two [height, width]")
 
 
 def _plain(value: Any) -> Any:

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from efficientdet.config import DetectorConfig, PostprocessConfig, PreprocessConfig
 from efficientdet.data.preprocess import ImageInput, fill_values, letterbox, preprocess, to_chw_tensor
+from efficientdet.engine.distributed import resolve_device
 from efficientdet.errors import ConfigError, WeightsError
 from efficientdet.modeling.detector import EfficientDet
 from efficientdet.ops.boxes import clip_boxes
@@ -61,23 +62,6 @@ DTYPES = {
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 """Weight files that ``Predictor("file")`` takes as a checkpoint."""
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or ``None``): CUDA when available, else Apple MPS, else CPU; otherwise the named device."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(f"device {device!r} is not a device name; use auto, cpu, cuda, cuda:1 or mps") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: CUDA is not available here; use --device cpu (or auto)")
-    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

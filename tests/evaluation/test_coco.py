@@ -268,6 +268,21 @@ def test_pr_curves_png(tmp_path, problem):
         ev.save_pr_curves(tmp_path / "x.png", classes=["zebra"])
 
 
+def test_pr_curve_legends_do_not_cover_the_curves(problem):
+    from efficientdet.evaluation.plots import draw_coco_pr_curves
+
+    ds, dets = problem.dataset, problem.detections
+    ev = CocoEvaluator(ds, backend="pycocotools")
+    ev.update(range(len(dets)), dets)
+    ev.compute()
+    fig = draw_coco_pr_curves(ev._require_result(), classes=list(ds.label_names[:2]))
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend, plot_area = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert not legend.overlaps(plot_area)  # below the panel
+        assert legend.y0 >= 0  # and still inside the image
+
+
 def test_pr_curves_without_matplotlib(tmp_path, problem, monkeypatch):
     ds, dets = problem.dataset, problem.detections
     ev = CocoEvaluator(ds, backend="pycocotools")

@@ -35,12 +35,17 @@ from efficientdet.structures import ImageMeta, Targets
 
 @dataclass
 class Item:
-    """One loaded example: ``image uint8 [3, H_in, W_in]``, targets in input pixels, meta, record index."""
+    """One loaded example: ``image uint8 [3, H_in, W_in]``, targets in input pixels, meta, record index.
+
+    ``dropped_boxes``: boxes of the record that could not be trained on (not finite, zero or negative size)
+    and were left out; counted in the epoch summary.
+    """
 
     image: Tensor
     targets: Targets
     meta: ImageMeta
     index: int
+    dropped_boxes: int = 0
 
 
 @dataclass
@@ -150,7 +155,8 @@ class TorchDataset(Dataset):
                             f"{self.image_size}; end the pipeline with ScaleJitter or Letterbox at that size")
         targets = Targets(sample.boxes.float(), sample.labels.long(), sample.ignore.bool())
         meta = ImageMeta(orig_size=sample.orig_size, input_size=self.image_size, scale=float(sample.scale))
-        return Item(sample.image, targets, meta, index)
+        dropped = int((~valid_box_mask(self.dataset.records[index].boxes)).sum())
+        return Item(sample.image, targets, meta, index, dropped)
 
 
 __all__ = ["TorchDataset", "Item", "Skipped", "sample_seed", "valid_box_mask"]

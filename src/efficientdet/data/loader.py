@@ -10,15 +10,18 @@ Determinism: :class:`DetectionSampler` shuffles with ``seed + epoch`` and hands 
 ``loader.set_epoch(e)`` gives the same batches, with the same augmentations, in every run, with any
 number of workers; ``set_epoch(e, start_batch=k)`` resumes in the middle of an epoch.
 
-Broken images: each batch carries the files its workers had to skip (``Batch.skipped``). The loader
-warns once per file, drops empty batches, and keeps the epoch's list in ``loader.skipped`` for the epoch
-summary; the count travels inside the batches, so it is right for any number of worker processes.
+Broken images: each batch carries the files its workers had to skip (``Batch.skipped``) and the number of
+unusable boxes it left out (``Batch.dropped_boxes``). The loader logs each skipped file once (``logging``
+warning of ``efficientdet.data.loader``, visible under ``PYTHONWARNINGS=ignore``) and keeps the epoch's list
+in ``loader.skipped``. The counts travel inside the batches, so they are right for any number of worker
+processes. A batch whose images were all skipped is still yielded, empty (``len(batch) == 0``), so that batch
+positions stay those of the sampler (exact resumption); consumers skip it.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +36,8 @@ from efficientdet.data.transforms import Transform, train_transforms
 from efficientdet.errors import DataError
 from efficientdet.structures import ImageMeta, Targets
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Batch:
@@ -40,6 +45,7 @@ class Batch:
 
     ``images``: ``uint8 [B, 3, H, W]``. ``targets`` / ``metas``: one per image. ``indices``: ``int64 [B]``
     record indices. ``skipped``: ``(path, reason)`` of the images of this batch that could not be loaded.
+    ``dropped_boxes``: unusable boxes (not finite, empty) of this batch's records that were left out.
     """
 
     images: Tensor
@@ -47,6 +53,7 @@ class Batch:
     metas: list[ImageMeta]
     indices: Tensor
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    dropped_boxes: int = 0
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -60,6 +67,7 @@ class Batch:
             self.metas,
             self.indices,
             self.skipped,
+            self.dropped_boxes,
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
@@ -72,6 +80,7 @@ class Batch:
             self.metas,
             self.indices,
             self.skipped,
+            self.dropped_boxes,
         )
 
 
@@ -89,6 +98,7 @@ def collate(items: Sequence[Item | Skipped]) -> Batch:
         metas=[it.meta for it in good],
         indices=torch.tensor([it.index for it in good], dtype=torch.int64),
         skipped=skipped,
+        dropped_boxes=sum(it.dropped_boxes for it in good),
     )
 
 
@@ -167,9 +177,8 @@ class DetectionLoader:
                 self.skipped.append((path, reason))
                 if path not in self._warned:
                     self._warned.add(path)
-                    warnings.warn(f"skipping image {path}: {reason}", stacklevel=2)
-            if len(batch):
-                yield batch
+                    log.warning("skipping image %s: %s", path, reason)
+            yield batch
 
 
 def _dist_info(distributed: bool | tuple[int, int]) -> tuple[int, int]:

@@ -6,7 +6,9 @@ A checkpoint is a ``torch.save`` file of plain containers and tensors only, so i
     {"format": "efficientdet.checkpoint", "version": 1,
      "config": DetectorConfig.to_dict(), "train_config": TrainConfig.to_dict(),
      "model": state_dict, "ema": state_dict | None, "label_names": [...], "category_ids": [...],
-     "epoch": completed epochs, "step": optimizer steps done, "epoch_step": steps done in the current epoch,
+     "epoch": completed epochs, "step": optimizer steps done, "epoch_batches": batches done in the current epoch,
+     "epoch_totals": {"loss", "cls_loss", "box_loss", "batches", "images", "nonfinite_steps", "skipped_images",
+                      "dropped_boxes"}: running sums of the current epoch over all processes,
      "best_metric": float | None, "optimizer": ..., "scheduler": ..., "scaler": ..., "ema_updates": int,
      "rng": {"torch": uint8 tensor, "cuda": [...], "numpy": [...], "python": [...]}, "history": [...]}
 """

@@ -27,18 +27,41 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA (this process's local GPU), then Apple MPS, then CPU."""
-    if name == "auto":
+def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0) -> torch.device:
+    """The device for a name; the one place every command and API call resolves ``--device``.
+
+    ``auto`` (or ``None``): CUDA (this process's local GPU ``local_rank``), then Apple MPS, then CPU. A named
+    device that this machine lacks (``cuda`` without a CUDA build or driver, ``mps`` off a Mac) or an unknown
+    name raises :class:`~efficientdet.errors.ConfigError` with the alternatives.
+    """
+    from efficientdet.errors import ConfigError
+
+    if name is None or name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda, cuda:1 or mps") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {str(name)!r}: CUDA is not available here (no GPU, driver or CUDA build of "
+                              "torch); use --device cpu (or auto)")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {str(name)!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                              f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not _mps_available():
+        raise ConfigError(f"device {str(name)!r}: Apple MPS is not available here; use --device cpu (or auto)")
     return device
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

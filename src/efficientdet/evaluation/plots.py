@@ -47,11 +47,20 @@ def save_coco_pr_curves(
     classes: Sequence[str] | None = None,
     area: str = "all",
 ) -> Path:
-    """Save COCO precision-recall curves (maxDets 100) to a PNG at ``path``.
+    """Save COCO precision-recall curves (maxDets 100) to a PNG at ``path`` (see :func:`draw_coco_pr_curves`)."""
+    fig = draw_coco_pr_curves(result, classes=classes, area=area)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def draw_coco_pr_curves(result: CocoResult, *, classes: Sequence[str] | None = None, area: str = "all") -> Any:
+    """COCO precision-recall curves (maxDets 100) on a ``matplotlib.figure.Figure``.
 
     The first panel shows the class-mean curve at IoU 0.50, 0.75 and averaged over 0.50:0.95; then one
-    panel per class named in ``classes`` (IoU 0.50 and 0.50:0.95). ``area``: ``all`` | ``small`` |
-    ``medium`` | ``large``.
+    panel per class named in ``classes`` (IoU 0.50 and 0.50:0.95). Each legend sits below its panel, never
+    over the curves. ``area``: ``all`` | ``small`` | ``medium`` | ``large``.
     """
     if area not in result.area_labels:
         raise ConfigError(f"unknown area range {area!r}; choose one of {', '.join(result.area_labels)}")
@@ -71,7 +80,7 @@ def save_coco_pr_curves(
     panels = 1 + len(names)
     cols = min(panels, 4)
     rows = (panels + cols - 1) // cols
-    fig = _new_figure(4.0 * cols, 3.6 * rows)
+    fig = _new_figure(4.0 * cols, 4.4 * rows)
     ax = fig.add_subplot(rows, cols, 1)
     for t, label in ((t50, "IoU=0.50"), (t75, "IoU=0.75")):
         curve = _mean_curve(prec[t])
@@ -88,10 +97,7 @@ def save_coco_pr_curves(
         ax.plot(rec, mean_k, label=f"IoU=0.50:0.95  AP={np.mean(mean_k):.3f}", linestyle="--")
         _style(ax, name)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return fig
 
 
 def _style(ax: Any, title: str) -> None:
@@ -101,4 +107,4 @@ def _style(ax: Any, title: str) -> None:
     ax.set_ylabel("precision")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, frameon=False)

@@ -31,11 +31,33 @@ def create_act(name: str) -> nn.Module:
         return layer()
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that also trains on one value per channel, as TensorFlow's batch norm does.
+
+    The pyramid's coarsest levels are small: at a 128 x 128 input P7 is 1 x 1, so a batch of one image (a
+    ``batch_size=1`` run, or a batch that skipped images shrank) gives each channel a single value. PyTorch
+    refuses that in training ("Expected more than 1 value per channel"); mathematically the batch mean is the
+    value and the variance 0, so the normalised output is ``bias`` and the input's gradient is zero, which is
+    what this layer returns. One value says nothing about the variance, so the running statistics are left as
+    they are for that step. Any other input, and evaluation, are plain ``nn.BatchNorm2d`` (same state dict).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            # (x - mean) / std is 0: the output is the bias. x and the weight stay in the graph with a zero
+            # gradient, so that DDP sees a gradient for every parameter in every process.
+            zero = x * 0
+            if self.weight is not None:
+                zero = zero * self.weight.view(1, -1, 1, 1).to(x.dtype)
+            return zero + self.bias.view(1, -1, 1, 1).to(x.dtype) if self.bias is not None else zero
+        return super().forward(x)
+
+
 def create_norm(cfg: NormConfig, channels: int) -> nn.Module:
-    """A 2d normalisation layer over ``channels`` as ``cfg`` describes."""
+    """A 2d normalisation layer over ``channels`` as ``cfg`` describes (``batchnorm``: :class:`BatchNorm2d`)."""
     kind = cfg.kind.lower()
     if kind == "batchnorm":
-        return nn.BatchNorm2d(channels, eps=cfg.eps, momentum=cfg.momentum)
+        return BatchNorm2d(channels, eps=cfg.eps, momentum=cfg.momentum)
     if kind == "syncbatchnorm":
         return nn.SyncBatchNorm(channels, eps=cfg.eps, momentum=cfg.momentum)
     if kind == "frozenbatchnorm":
