@@ -315,7 +315,7 @@ def image_cases(root: Path) -> list[Case]:
         (folder / f"img{i}.jpg").write_bytes(jpg[:300])
     cases.append(Case("img_all_broken", "image", ann, {"check": (1, 3), "train": (2, None), "validate": (2, None),
                                                        "predict": (0, 0)},
-                      ("img0.jpg",), ("unreadable", "data check"), issue="unreadable_image", images=folder,
+                      ("img0.jpg",), ("could", "data check"), issue="unreadable_image", images=folder,
                       note="three truncated files: nothing to train on"))
     # listed but absent: predict sees only the three files there
     folder = root / "img_missing_file"

@@ -419,8 +419,8 @@ class Trainer:
             skipped = getattr(self.train_loader, "skipped", [])
             example = f", e.g. {skipped[0][0]} ({skipped[0][1]})" if skipped else " (see the warnings above)"
             raise TrainingError(
-                f"epoch {self.epoch + 1} trained on no image: {int(t['skipped_images'])} images were skipped as "
-                f"unreadable{example} and {int(t['nonfinite_steps'])} steps had a non-finite loss; "
+                f"epoch {self.epoch + 1} trained on no image: {int(t['skipped_images'])} images were skipped because they "
+                f"could not be read{example} and {int(t['nonfinite_steps'])} steps had a non-finite loss; "
                 "check the images with `efficientdet data check`")
         n = max(t["batches"], 1.0)
         images_per_s = images_here * self.dist.world_size / max(elapsed, 1e-9)
