@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,13 @@ from efficientdet.weights.checkpoint import read_model_checkpoint
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    """A TCP port nothing listens on now (a fixed one collides with another run of the suite on the machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +178,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(sample,
     single = _run_cli([*common, "--batch-size", "4", "--output", str(tmp_path / "one")], env=env)
     assert single.wait(timeout=600) == 0, single.stderr.read().decode()
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
          "-m", "efficientdet", "train", *common, "--batch-size", "2", "--output", str(tmp_path / "two")],
         cwd=REPO, env=env, capture_output=True, timeout=600,
     )
