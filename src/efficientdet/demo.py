@@ -3,7 +3,8 @@
 1. generate the sample dataset (``data/``);
 2. fine-tune ``tf_efficientdet_lite0`` from the real ImageNet Lite0 backbone (``train/``);
 3. evaluate: COCO mAP and a per-class AP table (``eval/``);
-4. predict on held-out images: annotated PNGs and a COCO-results json (``predictions/``);
+4. predict on held-out images: annotated PNGs and a COCO-results json with the validation set's image ids
+   (``predictions/results.json``; ``COCO(data/val/annotations.json).loadRes`` reads it);
 5. export to ONNX with NMS inside and check that onnxruntime gives the same detections (``model.onnx``).
 
 Running it again reuses what is already there: a finished training run is not repeated, an interrupted
@@ -106,6 +107,7 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     """Run the five steps into ``out``; returns the paths of the outputs."""
     import torch
 
+    from efficientdet.cli.predict import ImageIds
     from efficientdet.data.images import read_image
     from efficientdet.data.sample import ensure_sample_dataset
     from efficientdet.engine.checkpoint import load_checkpoint
@@ -158,15 +160,18 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     val_records = sorted((out / "data" / "val" / "images").iterdir())[: b.predict_images]
     pred_dir = out / "predictions"
     pred_dir.mkdir(exist_ok=True)
-    rows = []
+    ids = ImageIds(data["val"])
+    category_ids = list(model.config.category_ids) if model.config.category_ids is not None else None
+    rows, counts_by_image = [], []
     images = [read_image(p) for p in val_records]
     detections = predictor(images)
     for path, image, det in zip(val_records, images, detections):
         draw_detections(image, det).save(pred_dir / f"{path.stem}.png")
-        rows.append({"image": path.name, **det.to_dict()})
-    (pred_dir / "predictions.json").write_text(json.dumps(rows, indent=1))
+        rows += det.to_coco(ids.lookup(path), category_ids)
+        counts_by_image.append(f"{path.name}: {len(det)}")
+    (pred_dir / "results.json").write_text(json.dumps(rows))
     outputs["predictions"] = pred_dir
-    counts = ", ".join(f"{r['image']}: {len(r['scores'])}" for r in rows[:4])
+    counts = ", ".join(counts_by_image[:4])
     _done(t, f"{pred_dir} ({counts}, ...)")
 
     t = _step(5, "export to ONNX (NMS inside) and check onnxruntime against PyTorch")
