@@ -32,30 +32,10 @@ NMS inside the graph:
   ONNX files with soft-NMS are written by the TorchScript-based exporter (seconds; the dynamo exporter
   needs minutes for the unrolled loop), see :data:`ONNX_EXPORTERS`.
 
-Running an exported ONNX file with onnxruntime alone (no torch, no efficientdet)::
-
-    import json
-    import numpy as np
-    import onnxruntime as ort
-    from PIL import Image
-
-    session = ort.InferenceSession("efficientdet.onnx")
-    meta = session.get_modelmeta().custom_metadata_map
-    height, width = json.loads(meta["image_size"])
-    names = json.loads(meta["label_names"])
-
-    image = Image.open("street.jpg").convert("RGB")
-    scale = min(height / image.height, width / image.width)
-    resized = image.resize((int(image.width * scale), int(image.height * scale)), Image.BILINEAR)
-    fill = json.loads(meta["fill"])  # the padding colour: "mean" or a 0..255 value
-    canvas = np.zeros((height, width, 3), np.uint8)
-    canvas[:] = np.round(255 * np.array(json.loads(meta["mean"]))) if fill == "mean" else fill
-    canvas[: resized.height, : resized.width] = np.asarray(resized)
-
-    boxes, scores, labels, count = session.run(None, {"images": canvas.transpose(2, 0, 1)[None]})
-    for box, score, label in zip(boxes[0, : count[0]] / scale, scores[0], labels[0]):
-        box = box.clip(0, [image.width, image.height] * 2)
-        print(names[label], round(float(score), 3), box.round(1).tolist())
+Running an exported ONNX file with onnxruntime, numpy and Pillow alone (no torch, no efficientdet): the
+README's "Export and deploy" section has the example (letterbox with the ``pad_value`` and ``interpolation``
+of the metadata, as the model's own preprocessing does); ``tests/export/test_export.py`` runs it and checks
+that it gives :class:`~efficientdet.predict.Predictor`'s detections.
 """
 
 from __future__ import annotations
@@ -74,7 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from efficientdet.config import DetectorConfig, PostprocessConfig
-from efficientdet.data.preprocess import Normalizer
+from efficientdet.data.preprocess import Normalizer, fill_values
 from efficientdet.errors import ConfigError
 from efficientdet.modeling.detector import EfficientDet
 from efficientdet.ops.boxes import clip_boxes
@@ -106,7 +86,10 @@ MAX_DYNAMIC_BATCH = 1024
 METADATA_FILE = "efficientdet.json"
 """Name of the extra file holding the metadata in TorchScript and ``.pt2`` archives."""
 METADATA_KEYS = ("format", "model", "label_names", "category_ids", "num_classes", "image_size", "mean", "std", "fill",
-                 "postprocess", "inputs", "outputs")
+                 "pad_value", "interpolation", "postprocess", "inputs", "outputs")
+"""``pad_value``: the letterbox padding as three 0..255 integers (the model's mean colour unless its ``fill``
+says otherwise), what the graph expects in the padded area; ``interpolation``: the resize the model was
+trained with (``bilinear``: half-pixel centres, no antialiasing, as TF's ``tf.image.resize``)."""
 
 
 class DetectionGraph(nn.Module):
@@ -282,6 +265,8 @@ def export_metadata(config: DetectorConfig, image_size: tuple[int, int], postpro
         "mean": json.dumps(list(pre.mean)),
         "std": json.dumps(list(pre.std)),
         "fill": json.dumps(pre.fill),
+        "pad_value": json.dumps([round(v) for v in fill_values(pre.fill, pre.mean)]),
+        "interpolation": json.dumps(pre.interpolation),
         "postprocess": json.dumps(dataclasses.asdict(postprocess)),
         "inputs": json.dumps({INPUT_NAME: "uint8 [B, 3, H, W] RGB, letterboxed (top-left, pad bottom/right)"}),
         "outputs": json.dumps({

@@ -325,7 +325,8 @@ class OnnxRuntimeBackend(Backend):
         fill = json.loads(meta.get("fill", '"mean"'))
         self.preprocess = PreprocessConfig(image_size=tuple(json.loads(meta["image_size"])),  # type: ignore[arg-type]
                                            mean=tuple(json.loads(meta["mean"])),  # type: ignore[arg-type]
-                                           std=tuple(json.loads(meta["std"])), fill=fill)  # type: ignore[arg-type]
+                                           std=tuple(json.loads(meta["std"])), fill=fill,  # type: ignore[arg-type]
+                                           interpolation=json.loads(meta.get("interpolation", '"bilinear"')))
         self.postprocess = PostprocessConfig(**json.loads(meta["postprocess"]))
         names = json.loads(meta["label_names"]) if "label_names" in meta else None
         self.label_names = tuple(names) if names is not None else None

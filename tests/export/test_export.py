@@ -105,22 +105,50 @@ def test_onnxruntime_equals_pytorch_for_any_batch(model, onnx_file):
     assert meta["mean"] == list(model.config.preprocess.mean) and meta["postprocess"]["nms"] == "hard"
 
 
-def test_onnx_docstring_example_runs_with_onnxruntime_alone(model, onnx_file, tmp_path):
-    """The usage example in efficientdet.export's docstring, run as written next to the file and a photo."""
-    import efficientdet.export
+def readme_onnxruntime_snippet() -> str:
+    """The README's onnxruntime-only example (the python block of "Export and deploy" that imports onnxruntime)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"^```python\n(.*?)^```", readme, flags=re.S | re.M)
+                if "import onnxruntime as ort" in b]
+    return block
 
-    example = textwrap.dedent(efficientdet.export.__doc__.split("(no torch, no efficientdet)::")[1])
-    os.symlink(onnx_file, tmp_path / "efficientdet.onnx")
-    os.symlink(photo("rocket.jpg"), tmp_path / "street.jpg")
-    code = BLOCK + "sys.modules['torch'] = None\n" + example + "\nassert not any(m.startswith(('efficientdet', 'torch')) " \
-        "for m in sys.modules if sys.modules[m] is not None)\n"
-    lines = run_python(code, cwd=tmp_path).strip().splitlines()
-    assert lines, "the example printed no detections"
-    for line in lines:
-        name, score, box = re.fullmatch(r"(\w+) ([\d.]+) (\[.*\])", line).groups()
-        x1, y1, x2, y2 = json.loads(box)
-        assert name in TINY_NAMES and 0 < float(score) <= 1
-        assert 0 <= x1 <= x2 <= 640 and 0 <= y1 <= y2 <= 427  # rocket.jpg is 640 x 427
+
+def run_readme_onnxruntime_snippet(onnx_file: Path, image: Path, cwd: Path) -> list[tuple[str, float, list[float]]]:
+    """Run the README snippet as written, in a fresh interpreter that cannot import torch or efficientdet, on
+    ``onnx_file`` and ``image`` (placed where it looks for them); returns its ``found`` rows."""
+    for link, target in (("runs/readme_deploy.onnx", onnx_file), ("demo_output/data/val/images/000001.jpg", image)):
+        (cwd / link).parent.mkdir(parents=True, exist_ok=True)
+        (cwd / link).unlink(missing_ok=True)
+        os.symlink(Path(target).resolve(), cwd / link)
+    code = BLOCK + "sys.modules['torch'] = None\n" + readme_onnxruntime_snippet() + textwrap.dedent("""
+        assert not any(m.startswith(('efficientdet', 'torch')) for m in sys.modules if sys.modules[m] is not None)
+        print("FOUND", json.dumps([(name, score, box.tolist()) for name, score, box in found]))
+        """)
+    lines = run_python(code, cwd=cwd).strip().splitlines()
+    printed = [line for line in lines if not line.startswith("FOUND ")]
+    found = json.loads(lines[-1].removeprefix("FOUND "))
+    assert len(printed) == len(found)  # one printed row per detection above the threshold, no padding rows
+    return [(name, score, box) for name, score, box in found]
+
+
+def assert_same_as_predictor(found, expected) -> None:
+    """The snippet's rows equal ``Predictor``'s detections: same labels, boxes within 0.5 px, scores within 1e-3."""
+    assert len(found) == len(expected) > 0
+    assert [name for name, _, _ in found] == expected.names
+    np.testing.assert_allclose([score for _, score, _ in found], expected.scores.numpy(), rtol=0, atol=1e-3)
+    np.testing.assert_allclose([box for _, _, box in found], expected.boxes.numpy(), rtol=0, atol=0.5)
+
+
+def test_readme_onnxruntime_example_gives_the_predictors_detections(onnx_file, tmp_path):
+    """Letterboxed with the model's padding colour and resize, the README example (onnxruntime, numpy and
+    Pillow only) finds what ``Predictor`` running the same file finds above its threshold, on a photo larger
+    than the input. (The random tiny model turns a 1/255 pixel change into visible score changes, so the
+    comparison with PyTorch's float input is made on the demo's trained model: tests/test_readme.py.)"""
+    found = run_readme_onnxruntime_snippet(onnx_file, photo("rocket.jpg"), tmp_path)
+    expected = Predictor.from_onnx(onnx_file, device="cpu", score_threshold=0.3)(photo("rocket.jpg"))[0]
+    assert_same_as_predictor(found, expected)
+    meta = read_metadata(onnx_file)
+    assert meta["pad_value"] == [124, 116, 104] and meta["interpolation"] == "bilinear"  # ImageNet mean x 255
 
 
 @pytest.mark.slow  # ~15 s: a torch.export, and a fresh interpreter importing torch
