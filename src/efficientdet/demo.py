@@ -94,6 +94,24 @@ def compare_onnx(model, onnx_path: Path, images: list) -> tuple[bool, float, flo
     return same and worst_box < 1e-2 and worst_score < 1e-4, worst_box, worst_score
 
 
+def cli_command() -> str:
+    """How to call the command line from the current folder: ``efficientdet`` when that name on ``PATH`` is this
+    environment's entry point (an activated venv), else the entry point's path (``.venv/bin/efficientdet``), else
+    ``python -m efficientdet`` with this interpreter."""
+    import os
+    import shutil
+    import sys
+
+    entry = Path(sys.executable).with_name("efficientdet")  # not resolved: a venv's python is a symlink
+    on_path = shutil.which("efficientdet")
+    if on_path is not None and entry.is_file() and Path(on_path).resolve() == entry.resolve():
+        return "efficientdet"
+    if entry.is_file():
+        relative = os.path.relpath(entry)
+        return relative if not relative.startswith("..") else str(entry)
+    return f"{sys.executable} -m efficientdet"
+
+
 def _step(number: int, title: str) -> float:
     print(f"\n[{number}/5] {title}", flush=True)
     return time.perf_counter()
@@ -190,14 +208,17 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     width = max(len(k) for k in outputs)
     for key, path in outputs.items():
         print(f"  {key:<{width}}  {path}")
+    cli = cli_command()
+    activate = f" (or `source {Path(cli).parent}/activate` once, then type `efficientdet ...`)" if "/" in cli else ""
     print(
-        "\nNext, try:\n"
-        f"  efficientdet predict path/to/images --checkpoint {best} --out my_predictions\n"
-        f"  efficientdet validate {data['val']} --checkpoint {best} --mode global --nms soft\n"
-        f"  efficientdet data check {data['train']} --model {MODEL}\n"
-        f"  efficientdet train --data {data['train']} --val-data {data['val']} --epochs 20 --output runs/longer\n"
-        f"  efficientdet benchmark --model {MODEL}\n"
-        "  efficientdet models 'tf_efficientdet_*'"
+        f"\nNext, try{activate}:\n"
+        f"  {cli} predict {data['val'].parent / 'images'} --annotations {data['val']} --checkpoint {best} "
+        "--out my_predictions\n"
+        f"  {cli} validate {data['val']} --checkpoint {best} --mode global --nms soft\n"
+        f"  {cli} data check {data['train']} --model {MODEL}\n"
+        f"  {cli} train --data {data['train']} --val-data {data['val']} --epochs 20 --output runs/longer\n"
+        f"  {cli} benchmark --model {MODEL}\n"
+        f"  {cli} models 'tf_efficientdet_*'"
     )
     (out / "demo_summary.json").write_text(json.dumps({"minutes": total / 60, "metrics": m,
                                                        "outputs": {k: str(v) for k, v in outputs.items()}}, indent=1))

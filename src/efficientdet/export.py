@@ -44,8 +44,11 @@ import contextlib
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -349,6 +352,8 @@ def export_model(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(model.config, size, cfg, format)
+    started = time.perf_counter()
+    progress(f"exporting {model.config.name} to {format} -> {path} (can take a minute on a CPU) ...")
     with torch.no_grad():
         if format == "onnx":
             _export_onnx(graph, example, path, fixed_batch is None, opset, meta, exporter)
@@ -356,7 +361,38 @@ def export_model(
             _export_pt2(graph, example, path, fixed_batch is None, meta)
         else:
             _export_torchscript(graph, example[:1] if fixed_batch is None else example, path, meta)
+    progress(f"exported {model.config.name} to {format} in {time.perf_counter() - started:.1f} s")
     return path
+
+
+def progress(message: str) -> None:
+    """A progress line for steps that take tens of seconds (exports): on stderr at once, and to the log."""
+    print(message, file=sys.stderr, flush=True)
+    logging.getLogger(__name__).info(message)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_onnx_ir() -> Iterator[None]:
+    """Drop one notice of onnx_ir (used by torch's dynamo ONNX exporter) during an export: "Attribute type is
+    ambiguous because it is an empty sequence ... Defaulted to INTS". It is printed for an empty integer-list
+    attribute of our graph, which INTS is right for (the exported file's outputs equal PyTorch's, see the tests);
+    every other message of that logger still shows."""
+    logger = logging.getLogger("onnx_ir._convenience")
+    drop = _DropMessage("Attribute type is ambiguous because it is an empty sequence")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _dynamic_batch() -> Any:
@@ -372,21 +408,22 @@ def _export_onnx(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bo
                           "(or pip install 'efficientdet[export]')") from err
     tmp = path.with_name(path.name + ".tmp")
     if exporter == "dynamo":
-        program = torch.onnx.export(
-            graph,
-            (example,),
-            None,
-            dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None,
-            custom_translation_table=_onnx_translation(opset),
-            verbose=False,
-        )
-        if program is None:  # only without a file name and dynamo=False
-            raise RuntimeError("torch.onnx.export returned no ONNX program")
-        proto = program.model_proto
+        with _quiet_onnx_ir():
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                None,
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None,
+                custom_translation_table=_onnx_translation(opset),
+                verbose=False,
+            )
+            if program is None:  # only without a file name and dynamo=False
+                raise RuntimeError("torch.onnx.export returned no ONNX program")
+            proto = program.model_proto
     else:
         import warnings
 

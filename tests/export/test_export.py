@@ -8,7 +8,10 @@ torch and torchvision for ``.pt2`` and TorchScript.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -78,9 +81,42 @@ def model():
     return tiny_model(**SMALL)
 
 
+EXPORT_OUTPUT: dict[str, list[str]] = {}
+"""What the module's ONNX export printed on stderr and logged through onnx_ir's logger (``onnx_file``)."""
+
+
+class _Collect(logging.Handler):
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__()
+        self.messages = messages
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def onnx_file(model, tmp_path_factory):
-    return export_model(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", "onnx")
+    stderr, logged = io.StringIO(), []
+    handler = _Collect(logged)
+    logger = logging.getLogger("onnx_ir._convenience")
+    logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stderr(stderr):
+            path = export_model(model, tmp_path_factory.mktemp("onnx") / "tiny.onnx", "onnx")
+        logger.warning("a later onnx_ir message")  # outside the export: not filtered
+    finally:
+        logger.removeHandler(handler)
+    EXPORT_OUTPUT.update(stderr=stderr.getvalue().splitlines(), logged=logged)
+    return path
+
+
+def test_export_shows_progress_and_drops_only_the_onnx_ir_notice(onnx_file):
+    """A line before and after an export (with its time); onnx_ir's "Attribute type is ambiguous" notice, which
+    the dynamo exporter prints for our graph, is filtered at the export and nowhere else."""
+    before, after = EXPORT_OUTPUT["stderr"]
+    assert before.startswith("exporting tiny_det to onnx -> ") and str(onnx_file) in before
+    assert re.fullmatch(r"exported tiny_det to onnx in \d+\.\d s", after)
+    assert EXPORT_OUTPUT["logged"] == ["a later onnx_ir message"]
 
 
 def test_onnxruntime_equals_pytorch_for_any_batch(model, onnx_file):
@@ -264,9 +300,9 @@ def test_cpu_backend_runs_a_batch_one_image_at_a_time(onnx_file):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
 
 
-def test_onnxruntime_backend_exports_once_into_the_cache(monkeypatch, tmp_path):
+def test_onnxruntime_backend_exports_once_into_the_cache(monkeypatch, tmp_path, capsys):
     """Predictor(backend="onnxruntime") keys the exported file by weights and settings: a second predictor
-    with the same model loads it without exporting; a damaged file is exported again."""
+    with the same model loads it without exporting; a damaged file is exported again. The export says so."""
     import copy
     import shutil
 
@@ -281,12 +317,16 @@ def test_onnxruntime_backend_exports_once_into_the_cache(monkeypatch, tmp_path):
     cached = list(folder.glob("*.onnx"))
     assert len(cached) == 1 and cached[0].name.startswith(model.config.name)
     assert not list(folder.glob(".*"))  # no temporary file left behind
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("backend='onnxruntime': first run of these weights and settings, exporting tiny_det")
+    assert re.fullmatch(r"backend='onnxruntime': ready after \d+\.\d s", err[-1])
 
     exports = []
     monkeypatch.setattr(export_module, "export_model", lambda *a, **k: exports.append(a) or pytest.fail("exported"))
     second = Predictor(copy.deepcopy(model), device="cpu", backend="onnxruntime", score_threshold=0.3)
     for a, b in zip(first(images), second(images), strict=True):
         assert len(a) > 0 and torch.equal(a.boxes, b.boxes) and torch.equal(a.scores, b.scores)
+    assert capsys.readouterr().err == ""  # loaded from the cache: nothing to wait for
 
     # other weights or other export settings: another key
     other = copy.deepcopy(model)
