@@ -209,7 +209,8 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     for key, path in outputs.items():
         print(f"  {key:<{width}}  {path}")
     cli = cli_command()
-    activate = f" (or `source {Path(cli).parent}/activate` once, then type `efficientdet ...`)" if "/" in cli else ""
+    entry_point = cli != "efficientdet" and cli.endswith("efficientdet")  # a path into an environment's bin/
+    activate = f" (or `source {Path(cli).parent}/activate` once, then type `efficientdet ...`)" if entry_point else ""
     print(
         f"\nNext, try{activate}:\n"
         f"  {cli} predict {data['val'].parent / 'images'} --annotations {data['val']} --checkpoint {best} "
