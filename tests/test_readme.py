@@ -181,7 +181,8 @@ def test_every_readme_example_runs_in_order(clone):
 
 def test_readme_onnxruntime_example_gives_the_predictors_detections(clone):
     """On the demo's trained model and exported file: the README's onnxruntime-only example finds what
-    ``Predictor`` (PyTorch) finds: same labels, boxes within 0.5 px, scores within 1e-3."""
+    ``Predictor`` (PyTorch) finds: same labels, boxes within 0.5 px, scores within 1e-3. The quick demo's model
+    scores lower than the README's 0.3 threshold, so the snippet runs with 0.05 (its only change)."""
     from efficientdet import Predictor
     from tests.export.test_export import assert_same_as_predictor, run_readme_onnxruntime_snippet
 
@@ -189,9 +190,10 @@ def test_readme_onnxruntime_example_gives_the_predictors_detections(clone):
     if not onnx_file.is_file():  # the examples test exports it; on its own, export here
         _run([str(clone / ".venv/bin/efficientdet"), "export", "--checkpoint", "demo_output/train/best.pth",
               "--format", "onnx", "--out", str(onnx_file)], cwd=clone, timeout=900)
-    image = clone / "demo_output" / "data" / "val" / "images" / "000001.jpg"
+    predictor = Predictor(checkpoint=clone / "demo_output" / "train" / "best.pth", device="cpu", score_threshold=0.05)
     work = clone / "runs" / "snippet"
     work.mkdir(parents=True, exist_ok=True)
-    found = run_readme_onnxruntime_snippet(onnx_file, image, work)
-    predictor = Predictor(checkpoint=clone / "demo_output" / "train" / "best.pth", device="cpu", score_threshold=0.3)
-    assert_same_as_predictor(found, predictor(image)[0])
+    for name in ("000001.jpg", "000002.jpg", "000003.jpg"):
+        image = clone / "demo_output" / "data" / "val" / "images" / name
+        found = run_readme_onnxruntime_snippet(onnx_file, image, work, threshold=0.05)
+        assert_same_as_predictor(found, predictor(image)[0])
