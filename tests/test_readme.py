@@ -180,20 +180,29 @@ def test_every_readme_example_runs_in_order(clone):
 
 
 def test_readme_onnxruntime_example_gives_the_predictors_detections(clone):
-    """On the demo's trained model and exported file: the README's onnxruntime-only example finds what
-    ``Predictor`` (PyTorch) finds: same labels, boxes within 0.5 px, scores within 1e-3. The quick demo's model
-    scores lower than the README's 0.3 threshold, so the snippet runs with 0.05 (its only change)."""
+    """On the demo's trained model and exported file, the README's onnxruntime-only example finds what
+    ``Predictor`` finds: running the same file (``Predictor.from_onnx``), the same labels, boxes within 0.5 px
+    and scores within 1e-3; PyTorch's ``Predictor`` feeds the network float pixels where the exported graph
+    takes uint8 ones, which moves these scores by up to 3e-3. The quick demo's model scores below the README's
+    0.3, so the snippet runs with 0.15 (its only change)."""
     from efficientdet import Predictor
     from tests.export.test_export import assert_same_as_predictor, run_readme_onnxruntime_snippet
 
+    threshold = 0.15
     onnx_file = clone / "runs" / "readme_deploy.onnx"
     if not onnx_file.is_file():  # the examples test exports it; on its own, export here
         _run([str(clone / ".venv/bin/efficientdet"), "export", "--checkpoint", "demo_output/train/best.pth",
               "--format", "onnx", "--out", str(onnx_file)], cwd=clone, timeout=900)
-    predictor = Predictor(checkpoint=clone / "demo_output" / "train" / "best.pth", device="cpu", score_threshold=0.05)
+    same_file = Predictor.from_onnx(onnx_file, device="cpu", score_threshold=threshold)
+    pytorch = Predictor(checkpoint=clone / "demo_output" / "train" / "best.pth", device="cpu",
+                        score_threshold=threshold)
     work = clone / "runs" / "snippet"
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("000001.jpg", "000002.jpg", "000003.jpg"):
-        image = clone / "demo_output" / "data" / "val" / "images" / name
-        found = run_readme_onnxruntime_snippet(onnx_file, image, work, threshold=0.05)
-        assert_same_as_predictor(found, predictor(image)[0])
+    compared = 0
+    for image in sorted((clone / "demo_output" / "data" / "val" / "images").iterdir())[:6]:
+        found = run_readme_onnxruntime_snippet(onnx_file, image, work, threshold=threshold)
+        expected = same_file(image)[0]
+        assert_same_as_predictor(found, expected, threshold)
+        assert_same_as_predictor(found, pytorch(image)[0], threshold, score_atol=3e-3)
+        compared += len(expected) > 0
+    assert compared >= 2
