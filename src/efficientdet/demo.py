@@ -3,7 +3,8 @@
 1. generate the sample dataset (``data/``);
 2. fine-tune ``tf_efficientdet_lite0`` from the real ImageNet Lite0 backbone (``train/``);
 3. evaluate: COCO mAP and a per-class AP table (``eval/``);
-4. predict on held-out images: annotated PNGs and a COCO-results json (``predictions/``);
+4. predict on held-out images: annotated PNGs and a COCO-results json with the validation set's image ids
+   (``predictions/results.json``; ``COCO(data/val/annotations.json).loadRes`` reads it);
 5. export to ONNX with NMS inside and check that onnxruntime gives the same detections (``model.onnx``).
 
 Running it again reuses what is already there: a finished training run is not repeated, an interrupted
@@ -93,6 +94,24 @@ def compare_onnx(model, onnx_path: Path, images: list) -> tuple[bool, float, flo
     return same and worst_box < 1e-2 and worst_score < 1e-4, worst_box, worst_score
 
 
+def cli_command() -> str:
+    """How to call the command line from the current folder: ``efficientdet`` when that name on ``PATH`` is this
+    environment's entry point (an activated venv), else the entry point's path (``.venv/bin/efficientdet``), else
+    ``python -m efficientdet`` with this interpreter."""
+    import os
+    import shutil
+    import sys
+
+    entry = Path(sys.executable).with_name("efficientdet")  # not resolved: a venv's python is a symlink
+    on_path = shutil.which("efficientdet")
+    if on_path is not None and entry.is_file() and Path(on_path).resolve() == entry.resolve():
+        return "efficientdet"
+    if entry.is_file():
+        relative = os.path.relpath(entry)
+        return relative if not relative.startswith("..") else str(entry)
+    return f"{sys.executable} -m efficientdet"
+
+
 def _step(number: int, title: str) -> float:
     print(f"\n[{number}/5] {title}", flush=True)
     return time.perf_counter()
@@ -106,6 +125,7 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     """Run the five steps into ``out``; returns the paths of the outputs."""
     import torch
 
+    from efficientdet.cli.predict import ImageIds
     from efficientdet.data.images import read_image
     from efficientdet.data.sample import ensure_sample_dataset
     from efficientdet.engine.checkpoint import load_checkpoint
@@ -158,15 +178,18 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     val_records = sorted((out / "data" / "val" / "images").iterdir())[: b.predict_images]
     pred_dir = out / "predictions"
     pred_dir.mkdir(exist_ok=True)
-    rows = []
+    ids = ImageIds(data["val"])
+    category_ids = list(model.config.category_ids) if model.config.category_ids is not None else None
+    rows, counts_by_image = [], []
     images = [read_image(p) for p in val_records]
     detections = predictor(images)
     for path, image, det in zip(val_records, images, detections):
         draw_detections(image, det).save(pred_dir / f"{path.stem}.png")
-        rows.append({"image": path.name, **det.to_dict()})
-    (pred_dir / "predictions.json").write_text(json.dumps(rows, indent=1))
+        rows += det.to_coco(ids.lookup(path), category_ids)
+        counts_by_image.append(f"{path.name}: {len(det)}")
+    (pred_dir / "results.json").write_text(json.dumps(rows))
     outputs["predictions"] = pred_dir
-    counts = ", ".join(f"{r['image']}: {len(r['scores'])}" for r in rows[:4])
+    counts = ", ".join(counts_by_image[:4])
     _done(t, f"{pred_dir} ({counts}, ...)")
 
     t = _step(5, "export to ONNX (NMS inside) and check onnxruntime against PyTorch")
@@ -185,14 +208,18 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     width = max(len(k) for k in outputs)
     for key, path in outputs.items():
         print(f"  {key:<{width}}  {path}")
+    cli = cli_command()
+    entry_point = cli != "efficientdet" and cli.endswith("efficientdet")  # a path into an environment's bin/
+    activate = f" (or `source {Path(cli).parent}/activate` once, then type `efficientdet ...`)" if entry_point else ""
     print(
-        "\nNext, try:\n"
-        f"  efficientdet predict path/to/images --checkpoint {best} --output my_predictions\n"
-        f"  efficientdet validate {data['val']} --checkpoint {best} --mode global --nms soft\n"
-        f"  efficientdet data check {data['train']} --model {MODEL}\n"
-        f"  efficientdet train --data {data['train']} --val-data {data['val']} --epochs 20 --output runs/longer\n"
-        f"  efficientdet benchmark --checkpoint {best}\n"
-        "  efficientdet models 'tf_efficientdet_*'"
+        f"\nNext, try{activate}:\n"
+        f"  {cli} predict {data['val'].parent / 'images'} --annotations {data['val']} --checkpoint {best} "
+        "--output my_predictions\n"
+        f"  {cli} validate {data['val']} --checkpoint {best} --mode global --nms soft\n"
+        f"  {cli} data check {data['train']} --model {MODEL}\n"
+        f"  {cli} train --data {data['train']} --val-data {data['val']} --epochs 20 --output runs/longer\n"
+        f"  {cli} benchmark --checkpoint {best}\n"
+        f"  {cli} models 'tf_efficientdet_*'"
     )
     (out / "demo_summary.json").write_text(json.dumps({"minutes": total / 60, "metrics": m,
                                                        "outputs": {k: str(v) for k, v in outputs.items()}}, indent=1))

@@ -35,30 +35,10 @@ NMS inside the graph:
 Every graph breaks exact score ties as PyTorch does, which is TF's order (lower anchor, then class, first; see
 :mod:`efficientdet.postprocess`): the ONNX operator is given tie-free ranks instead of the scores.
 
-Running an exported ONNX file with onnxruntime alone (no torch, no efficientdet)::
-
-    import json
-    import numpy as np
-    import onnxruntime as ort
-    from PIL import Image
-
-    session = ort.InferenceSession("efficientdet.onnx")
-    meta = session.get_modelmeta().custom_metadata_map
-    height, width = json.loads(meta["image_size"])
-    names = json.loads(meta["label_names"])
-
-    image = Image.open("street.jpg").convert("RGB")
-    scale = min(height / image.height, width / image.width)
-    resized = image.resize((int(image.width * scale), int(image.height * scale)), Image.BILINEAR)
-    fill = json.loads(meta["fill"])  # the padding colour: "mean" or a 0..255 value
-    canvas = np.zeros((height, width, 3), np.uint8)
-    canvas[:] = np.round(255 * np.array(json.loads(meta["mean"]))) if fill == "mean" else fill
-    canvas[: resized.height, : resized.width] = np.asarray(resized)
-
-    boxes, scores, labels, count = session.run(None, {"images": canvas.transpose(2, 0, 1)[None]})
-    for box, score, label in zip(boxes[0, : count[0]] / scale, scores[0], labels[0]):
-        box = box.clip(0, [image.width, image.height] * 2)
-        print(names[label], round(float(score), 3), box.round(1).tolist())
+Running an exported ONNX file with onnxruntime, numpy and Pillow alone (no torch, no efficientdet): the
+README's "Export and deploy" section has the example (letterbox with the ``pad_value`` and ``interpolation``
+of the metadata, as the model's own preprocessing does); ``tests/export/test_export.py`` runs it and checks
+that it gives :class:`~efficientdet.predict.Predictor`'s detections.
 """
 
 from __future__ import annotations
@@ -67,8 +47,11 @@ import contextlib
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from efficientdet.config import DetectorConfig, PostprocessConfig
-from efficientdet.data.preprocess import Normalizer
+from efficientdet.data.preprocess import Normalizer, fill_values
 from efficientdet.errors import ConfigError
 from efficientdet.modeling.detector import EfficientDet
 from efficientdet.ops.boxes import clip_boxes
@@ -109,7 +92,10 @@ MAX_DYNAMIC_BATCH = 1024
 METADATA_FILE = "efficientdet.json"
 """Name of the extra file holding the metadata in TorchScript and ``.pt2`` archives."""
 METADATA_KEYS = ("format", "model", "label_names", "category_ids", "num_classes", "image_size", "mean", "std", "fill",
-                 "postprocess", "inputs", "outputs")
+                 "pad_value", "interpolation", "postprocess", "inputs", "outputs")
+"""``pad_value``: the letterbox padding as three 0..255 integers (the model's mean colour unless its ``fill``
+says otherwise), what the graph expects in the padded area; ``interpolation``: the resize the model was
+trained with (``bilinear``: half-pixel centres, no antialiasing, as TF's ``tf.image.resize``)."""
 
 
 class DetectionGraph(nn.Module):
@@ -287,6 +273,8 @@ def export_metadata(config: DetectorConfig, image_size: tuple[int, int], postpro
         "mean": json.dumps(list(pre.mean)),
         "std": json.dumps(list(pre.std)),
         "fill": json.dumps(pre.fill),
+        "pad_value": json.dumps([round(v) for v in fill_values(pre.fill, pre.mean)]),
+        "interpolation": json.dumps(pre.interpolation),
         "postprocess": json.dumps(dataclasses.asdict(postprocess)),
         "inputs": json.dumps({INPUT_NAME: "uint8 [B, 3, H, W] RGB, letterboxed (top-left, pad bottom/right)"}),
         "outputs": json.dumps({
@@ -369,6 +357,8 @@ def export_model(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(model.config, size, cfg, format)
+    started = time.perf_counter()
+    progress(f"exporting {model.config.name} to {format} -> {path} (can take a minute on a CPU) ...")
     with torch.no_grad():
         if format == "onnx":
             _export_onnx(graph, example, path, fixed_batch is None, opset, meta, exporter)
@@ -376,7 +366,38 @@ def export_model(
             _export_pt2(graph, example, path, fixed_batch is None, meta)
         else:
             _export_torchscript(graph, example[:1] if fixed_batch is None else example, path, meta)
+    progress(f"exported {model.config.name} to {format} in {time.perf_counter() - started:.1f} s")
     return path
+
+
+def progress(message: str) -> None:
+    """A progress line for steps that take tens of seconds (exports): on stderr at once, and to the log."""
+    print(message, file=sys.stderr, flush=True)
+    logging.getLogger(__name__).info(message)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_onnx_ir() -> Iterator[None]:
+    """Drop one notice of onnx_ir (used by torch's dynamo ONNX exporter) during an export: "Attribute type is
+    ambiguous because it is an empty sequence ... Defaulted to INTS". It is printed for an empty integer-list
+    attribute of our graph, which INTS is right for (the exported file's outputs equal PyTorch's, see the tests);
+    every other message of that logger still shows."""
+    logger = logging.getLogger("onnx_ir._convenience")
+    drop = _DropMessage("Attribute type is ambiguous because it is an empty sequence")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _dynamic_batch() -> Any:
@@ -392,21 +413,22 @@ def _export_onnx(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bo
                           "(or pip install 'efficientdet[export]')") from err
     tmp = path.with_name(path.name + ".tmp")
     if exporter == "dynamo":
-        program = torch.onnx.export(
-            graph,
-            (example,),
-            None,
-            dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None,
-            custom_translation_table=_onnx_translation(opset),
-            verbose=False,
-        )
-        if program is None:  # only without a file name and dynamo=False
-            raise RuntimeError("torch.onnx.export returned no ONNX program")
-        proto = program.model_proto
+        with _quiet_onnx_ir():
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                None,
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None,
+                custom_translation_table=_onnx_translation(opset),
+                verbose=False,
+            )
+            if program is None:  # only without a file name and dynamo=False
+                raise RuntimeError("torch.onnx.export returned no ONNX program")
+            proto = program.model_proto
     else:
         import warnings
 

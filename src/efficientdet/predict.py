@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import sys
+import time
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
@@ -325,7 +326,8 @@ class OnnxRuntimeBackend(Backend):
         fill = json.loads(meta.get("fill", '"mean"'))
         self.preprocess = PreprocessConfig(image_size=tuple(json.loads(meta["image_size"])),  # type: ignore[arg-type]
                                            mean=tuple(json.loads(meta["mean"])),  # type: ignore[arg-type]
-                                           std=tuple(json.loads(meta["std"])), fill=fill)  # type: ignore[arg-type]
+                                           std=tuple(json.loads(meta["std"])), fill=fill,  # type: ignore[arg-type]
+                                           interpolation=json.loads(meta.get("interpolation", '"bilinear"')))
         self.postprocess = PostprocessConfig(**json.loads(meta["postprocess"]))
         names = json.loads(meta["label_names"]) if "label_names" in meta else None
         self.label_names = tuple(names) if names is not None else None
@@ -447,10 +449,9 @@ def exported_backend(model: EfficientDet, device: str | torch.device = "auto", t
     by :func:`export_cache_key`: the same weights and settings load in about a second the next time. It is
     written to a temporary name and renamed, so a crash never leaves a partial file; an unreadable cached
     file is exported again. Where the cache folder cannot be written, the export goes to a temporary folder.
+    An export prints a line before and after it (with the time it took) on stderr.
     """
-    import tempfile
-
-    from efficientdet.export import export_model
+    from efficientdet.export import progress
     from efficientdet.weights.download import default_cache_dir
 
     folder = default_cache_dir() / "onnx"
@@ -460,7 +461,21 @@ def exported_backend(model: EfficientDet, device: str | torch.device = "auto", t
             return OnnxRuntimeBackend(path, device, threads)
         except Exception as err:  # a damaged file: export again
             log.warning("cached ONNX file %s cannot be loaded (%s); exporting again", path, err)
-    log.info("exporting %s to ONNX for onnxruntime (cached in %s)", model.config.name, folder)
+    started = time.perf_counter()
+    progress(f"backend='onnxruntime': first run of these weights and settings, exporting {model.config.name} to "
+             f"ONNX once (tens of seconds; cached in {folder}, later runs load it in about a second)")
+    backend = _export_and_load(model, path, folder, device, threads, nms, max_detections)
+    progress(f"backend='onnxruntime': ready after {time.perf_counter() - started:.1f} s")
+    return backend
+
+
+def _export_and_load(model: EfficientDet, path: Path, folder: Path, device: str | torch.device, threads: int | None,
+                     nms: str | None, max_detections: int | None) -> OnnxRuntimeBackend:
+    """Export ``model`` to ``path`` (through a temporary name) and open it; see :func:`exported_backend`."""
+    import tempfile
+
+    from efficientdet.export import export_model
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}-", suffix=".onnx")

@@ -55,7 +55,7 @@ def test_folder_with_images_and_video(checkpoint, sources, tmp_path, capsys):
     lines = read_lines(out / "predictions.jsonl")
     assert [(r["source"].rsplit("/", 1)[1], r.get("frame")) for r in lines] == [
         ("000000000042.png", None), ("chelsea.png", None), ("rocket.jpg", None)] + [("clip.mp4", i) for i in range(6)]
-    assert [r["image_id"] for r in lines] == [42, 1, 2, 3, 4, 5, 6, 7, 8]  # numeric stem, else running index
+    assert [r["image_id"] for r in lines] == list(range(1, 10))  # no dataset given: 1, 2, ... in reading order
     assert (lines[2]["height"], lines[2]["width"]) == (427, 640)
     dets = [d for r in lines for d in r["detections"]]
     assert dets and all(d["score"] > 0.3 and d["name"] == TINY_NAMES[d["label"]] for d in dets)
@@ -66,9 +66,9 @@ def test_folder_with_images_and_video(checkpoint, sources, tmp_path, capsys):
     np.testing.assert_allclose(got, expected.boxes.numpy(), atol=0.006)
 
     # COCO results: xywh boxes, labels mapped to the model's category ids
-    coco = json.loads((out / "predictions.json").read_text())
+    coco = json.loads((out / "results.json").read_text())
     assert len(coco) == len(dets)
-    first = next(row for row in coco if row["image_id"] == 1)
+    first = next(row for row in coco if row["image_id"] == 2)
     x1, y1, x2, y2 = lines[1]["detections"][0]["box"]
     np.testing.assert_allclose(first["bbox"], [x1, y1, x2 - x1, y2 - y1], atol=0.01)
     assert first["category_id"] == TINY_IDS[lines[1]["detections"][0]["label"]]
@@ -90,7 +90,7 @@ def test_globs_classes_coco_ids_and_tiles(tmp_path, sources, capsys):
                  "--score-threshold", "0.05", "--no-images", "--no-progress", "--device", "cpu"]) == 0
     lines = read_lines(out / "predictions.jsonl")
     assert len(lines) == 2 and not list(out.glob("*.png"))
-    coco = json.loads((out / "predictions.json").read_text())
+    coco = json.loads((out / "results.json").read_text())
     assert coco and {row["category_id"] for row in coco} == {18}  # COCO's id of "dog" (label 17)
     assert {d["name"] for r in lines for d in r["detections"]} == {"dog"}
 
@@ -102,6 +102,52 @@ def test_globs_classes_coco_ids_and_tiles(tmp_path, sources, capsys):
     (row,) = read_lines(tiled / "predictions.jsonl")
     boxes = np.array([d["box"] for d in row["detections"]])
     assert 0 < len(boxes) <= 30 and boxes.min() >= 0 and boxes[:, 2].max() <= 900 and boxes[:, 3].max() <= 600
+
+
+def test_results_load_in_pycocotools_against_the_dataset_they_were_predicted_on(tmp_path, capsys):
+    """--annotations: the dataset's image ids (matched by file_name; the sample data's start at 1) and its
+    category ids (matched by class name); COCO(ann).loadRes(results.json) loads and evaluates."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from efficientdet.data.sample import SAMPLE_CLASSES, make_sample_dataset
+
+    ann = make_sample_dataset(tmp_path / "data", train=0, val=4, size=160)["val"]
+    ckpt = save_tiny_checkpoint(tmp_path / "shapes.safetensors", num_classes=6, label_names=SAMPLE_CLASSES,
+                                category_ids=None)
+    out = tmp_path / "out"
+    images = ann.parent / "images"
+    assert main(["predict", str(images), "--annotations", str(ann), "--checkpoint", str(ckpt), "--out", str(out),
+                 "--score-threshold", "0.05", "--no-images", "--no-progress", "--device", "cpu"]) == 0
+    gt = COCO(str(ann))
+    results = json.loads((out / "results.json").read_text())
+    assert results and {r["image_id"] for r in results} <= set(gt.getImgIds())
+    assert {r["category_id"] for r in results} <= set(gt.getCatIds())
+    by_id = {i["id"]: i["file_name"] for i in gt.dataset["images"]}
+    for line in read_lines(out / "predictions.jsonl"):
+        assert Path(line["source"]).name == Path(by_id[line["image_id"]]).name
+    evaluation = COCOeval(gt, gt.loadRes(str(out / "results.json")), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert len(evaluation.stats) == 12 and evaluation.eval["precision"].shape[2] == 6
+
+    # without --annotations: ids 1, 2, ... and an image-info json to load them against
+    plain = tmp_path / "plain"
+    assert main(["predict", str(images), "--checkpoint", str(ckpt), "--out", str(plain), "--score-threshold", "0.05",
+                 "--no-images", "--no-progress", "--device", "cpu"]) == 0
+    info = COCO(str(plain / "images.json"))
+    assert sorted(info.getImgIds()) == [1, 2, 3, 4]
+    assert [i["file_name"] for i in info.dataset["images"]] == [str(p) for p in sorted(images.iterdir())]
+    assert len(info.loadRes(str(plain / "results.json")).getAnnIds()) == len(results)
+
+    # an image that is not in the dataset: named, before any work
+    capsys.readouterr()
+    assert main(["predict", str(photo("coffee.png")), "--annotations", str(ann), "--checkpoint", str(ckpt),
+                 "--out", str(tmp_path / "bad"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "coffee.png is not listed in --annotations" in err and str(ann) in err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_errors_exit_2_with_a_message(checkpoint, tmp_path, capsys):

@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  output boxes [{batch}, {pp['max_detections']}, 4] xyxy input pixels, scores, labels (-1 = padding), "
           f"num_detections; {pp['nms']} NMS ({pp['mode']} mode)")
     if args.format == "onnx":
-        print(f"  run it: efficientdet predict IMAGES --checkpoint {path}   (or onnxruntime alone: see "
-              "efficientdet.export's docstring)")
+        print(f"  run it: efficientdet predict IMAGES --checkpoint {path}   (or onnxruntime alone: see the README's "
+              "Export and deploy section)")
     elif args.format == "pt2":
         print(f"  load it: import torchvision; torch.export.load('{path}').module()(images)")
     else:

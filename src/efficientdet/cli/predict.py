@@ -1,9 +1,15 @@
 """``efficientdet predict``: detect objects in images, folders, globs and videos.
 
 Writes into ``--output``: annotated copies (images in their own format, videos at their own frame rate),
-``predictions.json`` (COCO results: ``image_id``, ``category_id`` (the model's dataset id of the class, else
-the label index), ``bbox`` as ``[x, y, w, h]``, ``score``)
-and ``predictions.jsonl`` (one line per image or video frame, with class names).
+``results.json`` (COCO results: ``image_id``, ``category_id`` (the model's dataset id of the class, else
+the label index), ``bbox`` as ``[x, y, w, h]``, ``score``), ``images.json`` (the COCO image info the ids refer
+to: ``images`` with ``id``, ``file_name``, ``height``, ``width``, and ``categories``) and ``predictions.jsonl``
+(one line per image or video frame, with class names).
+
+Image ids: with ``--annotations ann.json`` (a COCO json listing the images, e.g. the dataset they come from or
+an ``image_info_test-dev2017.json``) each image gets the id of the entry whose ``file_name`` it ends with, so
+``COCO("ann.json").loadRes("results.json")`` works and evaluates; without it, images and video frames are
+numbered 1, 2, ... in the order they are read, and ``COCO("images.json").loadRes("results.json")`` loads.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p, "weights file (.safetensors / .pth; from convert, training or effdet) or an exported .onnx "
                          "file (run with onnxruntime)")
     add_output_option(p, "output folder (default runs/predict)", default="runs/predict", metavar="DIR")
+    p.add_argument("--annotations", metavar="JSON",
+                   help="COCO json listing these images (their dataset): results.json uses its image and category "
+                        "ids, so pycocotools loads it against that file (default: ids 1, 2, ... in images.json)")
     p.add_argument("--score-threshold", type=float, default=SCORE_THRESHOLD,
                    help=f"keep detections above this score (default {SCORE_THRESHOLD}; 0.001 for COCO evaluation)")
     p.add_argument("--classes", nargs="+", metavar="CLASS", help="only these classes (names or indices)")
@@ -89,24 +98,95 @@ def _category_ids(predictor: Any) -> list[int] | None:
     return None
 
 
-class _Results:
-    """Writes one JSON line per image / frame as it comes and collects the COCO rows."""
+class ImageIds:
+    """The COCO image ids of the predicted images: a dataset's (matched by ``file_name``) or 1, 2, ... in order."""
 
-    def __init__(self, out: Path, category_ids: list[int] | None) -> None:
-        self.out, self.category_ids = out, category_ids
+    def __init__(self, annotations: str | os.PathLike[str] | None = None) -> None:
+        self.annotations = Path(annotations) if annotations is not None else None
+        self.by_name: dict[str, list[tuple[str, int]]] = {}  # base name -> (file_name, id) of the dataset's images
+        self.categories: list[dict[str, Any]] | None = None
+        self.next_id = 1
+        if self.annotations is not None:
+            self._read(self.annotations)
+
+    def _read(self, path: Path) -> None:
+        from efficientdet.errors import DataError
+
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise DataError(f"--annotations {path} does not exist; give the COCO json of these images") from err
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise DataError(f"--annotations {path} is not readable JSON ({err}); give a COCO json") from err
+        images = data.get("images") if isinstance(data, dict) else None
+        if not isinstance(images, list):
+            raise DataError(f"--annotations {path} has no \"images\" list; give a COCO json (with images "
+                            "entries holding id and file_name)")
+        for n, entry in enumerate(images):
+            if not (isinstance(entry, dict) and isinstance(entry.get("id"), int)
+                    and isinstance(entry.get("file_name"), str)):
+                raise DataError(f"--annotations {path}: images[{n}] needs an integer \"id\" and a \"file_name\"")
+            name = entry["file_name"].replace("\\", "/")
+            self.by_name.setdefault(name.rsplit("/", 1)[-1], []).append((name, entry["id"]))
+            self.next_id = max(self.next_id, entry["id"] + 1)  # video frames get ids after the dataset's
+        categories = data.get("categories")
+        self.categories = categories if isinstance(categories, list) else None
+
+    def category_ids(self, label_names: list[str] | None) -> list[int] | None:
+        """The dataset's category id of each label, matched by name (``None`` unless every name is found)."""
+        if self.categories is None or label_names is None:
+            return None
+        by_name = {c.get("name"): c.get("id") for c in self.categories if isinstance(c, dict)}
+        ids = [by_name.get(name) for name in label_names]
+        return ids if all(isinstance(i, int) for i in ids) else None  # type: ignore[return-value]
+
+    def assign(self, source: Path) -> int:
+        """The id of an image (a new running number for video frames and without ``--annotations``)."""
+        if self.annotations is None or source.suffix.lower() not in _image_extensions():
+            self.next_id += 1
+            return self.next_id - 1
+        return self.lookup(source)
+
+    def lookup(self, source: Path) -> int:
+        """The dataset's id of an image file: the entry whose ``file_name`` the path ends with."""
+        from efficientdet.errors import DataError
+
+        path = source.resolve().as_posix()
+        matches = [(name, i) for name, i in self.by_name.get(source.name, []) if path.endswith("/" + name)]
+        if len(matches) != 1:
+            how = "is not listed" if not matches else f"matches {len(matches)} entries"
+            raise DataError(f"image {source} {how} in --annotations {self.annotations} (matched by file_name); "
+                            "predict that dataset's images, or leave out --annotations")
+        return matches[0][1]
+
+
+def _image_extensions() -> tuple[str, ...]:
+    from efficientdet.data.images import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
+
+
+class _Results:
+    """Writes one JSON line per image / frame as it comes and collects the COCO rows and image info."""
+
+    def __init__(self, out: Path, category_ids: list[int] | None, ids: ImageIds,
+                 label_names: list[str] | None) -> None:
+        self.out, self.category_ids, self.ids = out, category_ids, ids
         self.lines = open(out / "predictions.jsonl", "w", encoding="utf-8")  # closed by close()
         self.coco: list[dict[str, Any]] = []
+        self.images: list[dict[str, Any]] = []
+        self.label_names = label_names
         self.counts = {"images": 0, "frames": 0, "detections": 0, "skipped": 0}
-        self.index = 0  # running number of images and frames: the image id unless a file name is a number
         self.used_names: set[str] = set()
 
     def add(self, det: Any, source: Path, size: tuple[int, int], frame: int | None = None) -> None:
-        image_id = int(source.stem) if frame is None and source.stem.isdigit() else self.index
-        self.index += 1
+        image_id = self.ids.assign(source)
         self.coco += det.to_coco(image_id, self.category_ids)
+        info: dict[str, Any] = {"id": image_id, "file_name": str(source), "height": size[0], "width": size[1]}
         row: dict[str, Any] = {"source": str(source)}
         if frame is not None:
-            row["frame"] = frame
+            row["frame"] = info["frame"] = frame
+        self.images.append(info)
         row.update({"image_id": image_id, "height": size[0], "width": size[1], "detections": [
             {"box": [round(v, 2) for v in box], "score": round(score, 5), "label": label, "name": name}
             for box, score, label, name in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(),
@@ -125,10 +205,19 @@ class _Results:
         self.used_names.add(name)
         return self.out / name
 
+    def _categories(self) -> list[dict[str, Any]]:
+        if self.ids.categories is not None:
+            return self.ids.categories
+        ids = {row["category_id"] for row in self.coco} | set(self.category_ids or ())
+        names = dict(zip(self.category_ids or range(len(self.label_names or ())), self.label_names or (), strict=False))
+        return [{"id": i, "name": names.get(i, str(i))} for i in sorted(ids)]
+
     def close(self) -> None:
         self.lines.close()
-        with open(self.out / "predictions.json", "w", encoding="utf-8") as f:
+        with open(self.out / "results.json", "w", encoding="utf-8") as f:
             json.dump(self.coco, f)
+        with open(self.out / "images.json", "w", encoding="utf-8") as f:
+            json.dump({"images": self.images, "annotations": [], "categories": self._categories()}, f)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,6 +232,10 @@ def run(args: argparse.Namespace) -> int:
     if args.tile is not None and args.tile < 1:
         raise ConfigError(f"--tile must be a positive number of pixels, got {args.tile}")
     files = _expand(args.sources)
+    ids = ImageIds(args.annotations)
+    for path in files if args.annotations is not None else ():
+        if not is_video(path):
+            ids.lookup(path)  # every image is in the dataset: fail before loading the model
     settings = dict(score_threshold=args.score_threshold, classes=args.classes, max_detections=args.max_detections,
                     nms=args.nms, batch_size=args.batch_size, device=args.device)
     if args.checkpoint is not None and str(args.checkpoint).endswith(".onnx"):
@@ -164,7 +257,8 @@ def run(args: argparse.Namespace) -> int:
     for v in videos:
         with VideoReader(v) as reader:
             total += reader.info.frame_count
-    results = _Results(out, _category_ids(predictor))
+    names = list(predictor.label_names) if predictor.label_names is not None else None
+    results = _Results(out, ids.category_ids(names) or _category_ids(predictor), ids, names)
     with tqdm(total=total, unit="img", disable=args.no_progress or None, file=sys.stderr) as bar:
         try:
             _predict_images(images, detect, results, args, bar)
@@ -176,7 +270,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{c['images']} images, {c['frames']} video frames, {c['detections']} detections "
           f"(score > {args.score_threshold}) -> {out}{os.sep}"
           + (f"; skipped {c['skipped']} unreadable files" if c["skipped"] else ""))
-    print(f"  {out / 'predictions.json'}: COCO results; {out / 'predictions.jsonl'}: one line per image / frame")
+    against = args.annotations if args.annotations is not None else out / "images.json"
+    print(f"  {out / 'results.json'}: COCO results (image ids of {against}); "
+          f"{out / 'predictions.jsonl'}: one line per image / frame")
     return 0
 
 

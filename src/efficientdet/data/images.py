@@ -1,8 +1,10 @@
 """Reading image files into one form: ``uint8`` RGB arrays ``[H, W, 3]``, upright.
 
-Everything that opens an image (the loader, ``preprocess``, the dataset checker, the parsers that need an
-image size) goes through :func:`read_image` / :func:`image_size`, so every part of the library sees the
-same pixels and the same size for a file:
+Everything that takes an image (the training loader, ``Predictor`` / ``preprocess``, ``draw_detections``,
+``efficientdet predict``, the dataset checker, the parsers that need an image size) goes through
+:func:`upright` (decoded PIL images, files via :func:`open_image` / :func:`read_image`) or :func:`image_size`
+(headers), so every part of the library sees the same pixels and the same size for a file, whether it is
+given as a path or as ``PIL.Image.open(path)``:
 
 - EXIF orientation is applied (phone photos stored sideways come out upright; their annotations are
   normally made on the upright image, as every labelling tool shows it that way);
@@ -53,6 +55,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """The upright 8-bit RGB form of a PIL image: its EXIF orientation applied (once), then :func:`to_rgb`.
+
+    A file opened with ``PIL.Image.open`` keeps the orientation tag, so ``upright(Image.open(p))`` gives the
+    same pixels as ``open_image(p)``. The result carries no orientation tag, so applying it again changes
+    nothing. Raises ``OSError`` / ``ValueError`` from Pillow for undecodable data (see :func:`open_image`).
+    """
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    return to_rgb(image)
+
+
 def open_image(source: str | os.PathLike[str] | bytes, name: str | None = None) -> Image.Image:
     """Decode a file (or its bytes) fully into an upright 8-bit RGB PIL image.
 
@@ -62,8 +76,7 @@ def open_image(source: str | os.PathLike[str] | bytes, name: str | None = None) 
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as img:
             img.load()  # decode now, so truncated / corrupt data fails here and not later
-            img = ImageOps.exif_transpose(img) or img
-            return to_rgb(img)
+            return upright(img)
     except FileNotFoundError as err:
         raise DataError(f"image file not found: {label}; check the image folder given to the dataset") from err
     except Image.DecompressionBombError as err:
@@ -102,4 +115,4 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     return (h, w)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "open_image", "read_image", "image_size", "to_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "upright", "open_image", "read_image", "image_size", "to_rgb"]

@@ -31,12 +31,12 @@ from PIL import Image
 from torch import Tensor, nn
 
 from efficientdet.config import PreprocessConfig
-from efficientdet.data.images import read_image, to_rgb
+from efficientdet.data.images import read_image, upright
 from efficientdet.errors import DataError
 from efficientdet.structures import ImageBatch, ImageMeta
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, Tensor]
-"""One image: a file path, a PIL image, an ``[H, W, 3]`` / ``[H, W]`` numpy array (``uint8``, or float in 0..1),
+"""One image: a file path, a PIL image (both turned upright by their EXIF orientation), an ``[H, W, 3]`` / ``[H, W]`` numpy array (``uint8``, or float in 0..1),
 or a ``[3, H, W]`` / ``[1, H, W]`` tensor (``uint8``, or float in 0..1)."""
 
 _INTERPOLATION = {"bilinear": "bilinear", "nearest": "nearest", "bicubic": "bicubic"}
@@ -72,7 +72,7 @@ def to_chw_tensor(image: ImageInput) -> Tensor:
     if isinstance(image, (str, os.PathLike)):
         image = read_image(image)
     elif isinstance(image, Image.Image):
-        image = np.asarray(to_rgb(image))
+        image = np.asarray(upright(image))  # EXIF orientation applied, as for a path
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 2:
