@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "which it converts in seconds instead of minutes)")
     p.add_argument("--device", default="cpu", help="where to trace (cpu default; cuda for GPU TorchScript / pt2)")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (to try the export offline)")
+    p.add_argument("--input", choices=("batch", "raw"), default="batch",
+                   help="batch (default): letterboxed uint8 [B, 3, H, W]; raw: one decoded uint8 [H, W, 3] image of "
+                        "any size, letterboxed inside the graph, boxes in its pixels")
     p.set_defaults(func=run)
 
 
@@ -49,13 +52,18 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or f"{model.config.name}{SUFFIXES[args.format]}"
     path = export_model(model, out, args.format, image_size=size, batch=args.batch, nms=args.nms,
                         max_detections=args.max_detections, score_threshold=args.score_threshold, opset=args.opset,
-                        exporter=args.exporter)
+                        exporter=args.exporter, input=args.input)
     meta = read_metadata(path)
     h, w = meta["image_size"]
     pp = meta["postprocess"]
     batch = "B" if args.batch == "dynamic" and args.format != "torchscript" else (args.batch if args.batch != "dynamic" else 1)
     print(f"wrote {path} ({args.format}, {path.stat().st_size / 2**20:.1f} MiB): {model.config.name}, "
           f"{meta['num_classes']} classes")
+    if args.input == "raw":
+        print(f"  input  image uint8 [H, W, 3] RGB, any size (letterboxed inside into {h} x {w})")
+        print(f"  output boxes [{pp['max_detections']}, 4] xyxy image pixels, scores, labels (-1 = padding), "
+              f"num_detections []; {pp['nms']} NMS ({pp['mode']} mode)")
+        return 0
     print(f"  input  images uint8 [{batch}, 3, {h}, {w}] RGB, letterboxed (scale = min({h}/height, {w}/width), "
           f"top-left, padded)")
     print(f"  output boxes [{batch}, {pp['max_detections']}, 4] xyxy input pixels, scores, labels (-1 = padding), "
