@@ -1,7 +1,8 @@
-"""The raw-image graph (``--input raw``): a decoded ``uint8 [H, W, 3]`` photo of any size in, detections in its
-pixels out, equal to :class:`~efficientdet.predict.Predictor` on the same photo; and the TensorRT operator check.
+"""Deployment graphs: the raw-image graph (``--input raw``: a decoded ``uint8 [H, W, 3]`` photo of any size in,
+detections in its pixels out, equal to :class:`~efficientdet.predict.Predictor` on the same photo), its int8
+copy (``--int8``) and the TensorRT operator check.
 
-One export serves every test here: the tiny detector with ``max_detection_points=3000``, which keeps the
+One export serves the ONNX tests here: the tiny detector with ``max_detection_points=3000``, which keeps the
 graph's TopK within TensorRT's limit (the official 5000 exceeds it, see :mod:`efficientdet.exporters.tensorrt`).
 """
 
@@ -15,6 +16,7 @@ from PIL import Image
 from efficientdet.data.preprocess import fill_values, letterbox
 from efficientdet.errors import ConfigError
 from efficientdet.export import DetectionGraph, export_config, export_model, read_metadata
+from efficientdet.exporters.quantize import calibration_images, quantize_onnx
 from efficientdet.exporters.raw import RawImageGraph
 from efficientdet.exporters.tensorrt import MAX_TOPK, tensorrt_problems
 from efficientdet.predict import Predictor
@@ -120,3 +122,92 @@ def test_cli_exports_a_raw_torchscript_graph(tmp_path, monkeypatch, capsys):
         expected = predictor(image)[0]
         assert int(count) == len(expected) and labels[:count].tolist() == expected.labels.tolist()
         torch.testing.assert_close(boxes[:count], expected.boxes, atol=2e-3, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """A folder of real photos (calibration data given as a plain image folder)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS + ("motorcycle_left.png", "hubble_deep_field.jpg"):
+        (folder / name).symlink_to(photo(name))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_int8_copy_quantises_the_network_and_keeps_post_processing_float(raw_onnx, photo_folder, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    out = quantize_onnx(raw_onnx, tmp_path / "int8.onnx", photo_folder, 4)
+    float_graph, int8_graph = onnx.load(str(raw_onnx)).graph, onnx.load(str(out)).graph
+    ops = [node.op_type for node in int8_graph.node]
+    producers = {o: node for node in int8_graph.node for o in node.output}
+    convs = [node for node in int8_graph.node if node.op_type == "Conv"]
+    quantised = [c for c in convs if producers.get(c.input[1]) is not None
+                 and producers[c.input[1]].op_type == "DequantizeLinear"]
+    float_convs = [c for c in convs if c not in quantised]
+    # every convolution but the heads' prediction layers (one per pyramid level and head) reads int8 weights
+    assert len(float_convs) == 2 * 5 and len(quantised) == len(convs) - 10 > 50
+    # the post-processing is untouched: the same NMS, top-k and decoding nodes as the float graph
+    for op in ("NonMaxSuppression", "TopK", "Exp", "GatherElements"):
+        assert ops.count(op) == [n.op_type for n in float_graph.node].count(op) > 0
+    meta = read_metadata(out)
+    assert meta["input"] == "raw" and meta["label_names"] == list(TINY_NAMES)
+    assert meta["quantization"]["calibration_images"] == 4 and len(meta["quantization"]["float_layers"]) == 10
+    # same detections up to int8 rounding: the sorted scores of the 100 rows stay within 0.03
+    reference = ort.InferenceSession(str(raw_onnx), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for image in photos()[:4]:
+        expected, got = reference.run(None, {"image": image}), session.run(None, {"image": image})
+        assert int(got[3]) == int(expected[3]) > 0
+        np.testing.assert_allclose(np.sort(got[1])[::-1], np.sort(expected[1])[::-1], atol=0.03)
+
+
+def test_calibration_images_from_a_dataset_or_a_folder(photo_folder, tmp_path):
+    from efficientdet.data.sample import make_sample_dataset
+    from efficientdet.errors import DataError
+
+    files = calibration_images(photo_folder, 3)
+    assert len(files) == 3 and len(set(files)) == 3 and all(f.suffix in (".png", ".jpg") for f in files)
+    assert len(calibration_images(photo_folder)) == 6  # fewer images than asked: all of them
+    splits = make_sample_dataset(tmp_path / "sample", train=5, val=2)
+    files = calibration_images(splits["val"], 10)  # a COCO json: its images
+    assert len(files) == 2 and all(f.is_file() for f in files)
+    with pytest.raises(DataError, match="does not exist"):
+        calibration_images(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        calibration_images(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="must be >= 1"):
+        calibration_images(photo_folder, 0)
+
+
+def test_cli_int8_flags_need_onnx_and_calibration_data(tmp_path, capsys):
+    from efficientdet.cli.main import main
+    from tests.predict.helpers import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors", **SMALL)
+    assert main(["export", "--checkpoint", str(ckpt), "--int8"]) == 2
+    assert "--calibration-data DATA" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(ckpt), "--format", "pt2", "--int8", "--calibration-data", "x"]) == 2
+    assert "--format onnx" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(ckpt), "--calibration-images", "5"]) == 2
+    assert "add --int8" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~30 s: an ONNX export and its quantisation
+def test_cli_writes_an_int8_onnx_file(tmp_path, monkeypatch, photo_folder, capsys):
+    from efficientdet.cli.main import main
+    from tests.predict.helpers import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.safetensors", **SMALL)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--checkpoint", str(ckpt), "--int8", "--calibration-data", str(photo_folder),
+                 "--calibration-images", "3"]) == 0
+    assert "int8: int8 per-channel symmetric weights" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["tiny_det.onnx"]  # the float32 copy is gone
+    predictor = Predictor.from_onnx(tmp_path / "tiny_det.onnx", device="cpu")
+    assert len(predictor(photos()[0])[0]) > 0
+    import onnx
+
+    assert "DequantizeLinear" in {n.op_type for n in onnx.load(str(tmp_path / "tiny_det.onnx")).graph.node}
