@@ -149,6 +149,7 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
     "onnx": ExportFormat(".onnx", "efficientdet.export:_write_onnx", onnx_nms=True),
     "torchscript": ExportFormat(".torchscript", "efficientdet.export:_write_torchscript"),
     "pt2": ExportFormat(".pt2", "efficientdet.export:_write_pt2"),
+    "executorch": ExportFormat(".pte", "efficientdet.exporters.executorch:write_executorch"),
 }
 """The formats of :func:`export_model` (one entry per format; writers of optional runtimes live in
 :mod:`efficientdet.exporters`)."""
@@ -557,6 +558,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
         proto = onnx.load(str(path), load_external_data=False)
         raw = {p.key: p.value for p in proto.metadata_props}
+    elif path.suffix == ".pte":  # ExecuTorch: metadata next to the program
+        from efficientdet.exporters.executorch import metadata_path
+
+        raw = json.loads(metadata_path(path).read_text())
     elif path.suffix == ".pt2":
         files = {METADATA_FILE: ""}
         torch.export.load(path, extra_files=files)

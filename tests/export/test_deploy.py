@@ -211,3 +211,48 @@ def test_cli_writes_an_int8_onnx_file(tmp_path, monkeypatch, photo_folder, capsy
     import onnx
 
     assert "DequantizeLinear" in {n.op_type for n in onnx.load(str(tmp_path / "tiny_det.onnx")).graph.node}
+
+
+@pytest.mark.slow  # ~2 minutes: lowering to XNNPACK
+def test_executorch_program_runs_in_the_executorch_runtime(tmp_path):
+    """``--format executorch``: the ``.pte`` runs in ExecuTorch's runtime with the same detections as
+    PyTorch's hard NMS on the same letterboxed photos (greedy loop in the program, torchvision's NMS here)."""
+    pytest.importorskip("executorch")
+    from executorch.runtime import Runtime
+
+    from efficientdet.data.preprocess import normalize
+    from efficientdet.postprocess import postprocess_padded
+
+    model = tiny_model(**SMALL)
+    path = export_model(model, tmp_path / "tiny.pte", "executorch", max_detections=20)
+    meta = read_metadata(path)
+    assert meta["label_names"] == list(TINY_NAMES) and meta["postprocess"]["nms"] == "hard"
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    fill = fill_values(model.config.preprocess.fill, model.config.preprocess.mean)
+    cfg = export_config(model.config, max_detections=20)
+    for image in photos()[:3]:
+        canvas, _ = letterbox(torch.from_numpy(image).permute(2, 0, 1), TINY_SIZE, fill, uint8=True)
+        x = canvas[None]
+        boxes, scores, labels, counts = method.execute([x])
+        with torch.no_grad():
+            outputs = model(normalize(x, model.config.preprocess.mean, model.config.preprocess.std))
+        expected = postprocess_padded(outputs, model.anchors(TINY_SIZE), cfg, input_size=TINY_SIZE)
+        assert counts.tolist() == expected[3].tolist() and labels.tolist() == expected[2].tolist()
+        torch.testing.assert_close(boxes, expected[0], atol=2e-3, rtol=0)
+        torch.testing.assert_close(scores, expected[1], atol=1e-5, rtol=0)
+
+
+def test_greedy_hard_nms_graph_equals_the_nms_operator_graph(model):
+    """The ExecuTorch graph's hard NMS (greedy loop, no NMS operator) selects what torchvision's NMS selects."""
+    from efficientdet.exporters.executorch import GreedyDetectionGraph
+
+    cfg = export_config(model.config, max_detections=30)
+    fill = fill_values(model.config.preprocess.fill, model.config.preprocess.mean)
+    x = torch.stack([letterbox(torch.from_numpy(im).permute(2, 0, 1), TINY_SIZE, fill, uint8=True)[0]
+                     for im in photos()[:3]])
+    with torch.no_grad():
+        expected = DetectionGraph(model, TINY_SIZE, cfg)(x)
+        got = GreedyDetectionGraph(model, TINY_SIZE, cfg)(x)
+    assert got[3].tolist() == expected[3].tolist() and got[2].tolist() == expected[2].tolist()
+    torch.testing.assert_close(got[0], expected[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-6, rtol=0)

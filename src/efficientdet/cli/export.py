@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "and num_detections [B] out.")
     p.add_argument("--model", help="registered model name (published weights are downloaded once)")
     p.add_argument("--checkpoint", help="weights file (.safetensors / .pth)")
-    p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx", help="default onnx")
+    p.add_argument("--format", choices=("onnx", "torchscript", "pt2", "executorch"), default="onnx",
+                   help="default onnx; executorch: a .pte program for XNNPACK (needs executorch)")
     p.add_argument("--out", help="output file (default: <model>.<onnx|torchscript|pt2>)")
     p.add_argument("--image-size", type=int, nargs="+", metavar="PX", help="input H W (or one size); default the "
                                                                            "model's")
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     meta = read_metadata(path)
     h, w = meta["image_size"]
     pp = meta["postprocess"]
-    batch = "B" if args.batch == "dynamic" and args.format != "torchscript" else (args.batch if args.batch != "dynamic" else 1)
+    batch = "B" if args.batch == "dynamic" and args.format not in ("torchscript", "executorch") else (args.batch if args.batch != "dynamic" else 1)
     print(f"wrote {path} ({args.format}, {path.stat().st_size / 2**20:.1f} MiB): {model.config.name}, "
           f"{meta['num_classes']} classes")
     if "quantization" in meta:
@@ -97,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         print(f"  run it: efficientdet predict IMAGES --checkpoint {path}   (or onnxruntime alone: see "
               "efficientdet.export's docstring)")
+    elif args.format == "executorch":
+        print(f"  load it: from executorch.runtime import Runtime; Runtime.get().load_program('{path}')"
+              ".load_method('forward').execute([images])   (metadata: {path}.json)")
     elif args.format == "pt2":
         print(f"  load it: import torchvision; torch.export.load('{path}').module()(images)")
     else:
