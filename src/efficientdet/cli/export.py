@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
               "efficientdet.export's docstring)")
     elif args.format == "executorch":
         print(f"  load it: from executorch.runtime import Runtime; Runtime.get().load_program('{path}')"
-              ".load_method('forward').execute([images])   (metadata: {path}.json)")
+              f".load_method('forward').execute([images])   (metadata: {path}.json)")
     elif args.format == "pt2":
         print(f"  load it: import torchvision; torch.export.load('{path}').module()(images)")
     else:
