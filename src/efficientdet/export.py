@@ -16,6 +16,11 @@ name                shape, type                  meaning
 ``num_detections``  ``[B]`` int64                valid rows per image
 ==================  ===========================  ==================================================
 
+Other graphs and formats, built around this one (:mod:`efficientdet.exporters`): ``input="raw"`` takes one
+decoded ``uint8 [H, W, 3]`` image of any size and letterboxes inside; ``format="executorch"`` writes an
+ExecuTorch ``.pte`` program; ``efficientdet export --int8`` quantises an ONNX file
+(:func:`~efficientdet.exporters.quantize.quantize_onnx`). Each format is one entry of :data:`EXPORT_FORMATS`.
+
 Divide the boxes by ``scale`` to get original-image pixels. The ONNX file carries its label names and
 preprocessing in ``metadata_props`` (keys :data:`METADATA_KEYS`; lists and numbers as JSON); TorchScript
 and ``.pt2`` files carry the same as an extra file ``efficientdet.json``.
@@ -165,7 +170,8 @@ class DetectionGraph(nn.Module):
     not know the original image size): in ``topk`` mode, where boxes are clipped before NMS, a box reaching
     into the letterbox padding keeps its part in the padding, so NMS around the image's far edge can differ
     slightly from :func:`~efficientdet.postprocess.postprocess`, which clips to the image (measured: 2 of
-    800 detections on 8 photos; ``benchmarks/compare_effdet.py``). ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
+    800 detections on 8 photos; ``benchmarks/compare_effdet.py``); ``forward``'s ``clip_to`` (given by the
+    raw-image graph, which knows the image size) clips to the image instead. ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
     (set by :func:`export_model`; runs eagerly too, through torchvision).
     """
 

@@ -70,6 +70,8 @@ def test_raw_onnx_equals_predictor_on_photos_of_any_size(model, raw_onnx):
         assert (boxes[:count, 2] <= w).all() and (boxes[:count, 3] <= h).all()
     meta = read_metadata(raw_onnx)
     assert meta["input"] == "raw" and meta["label_names"] == list(TINY_NAMES) and "image" in meta["inputs"]
+    with pytest.raises(ConfigError, match="raw-image graph"):
+        Predictor.from_onnx(raw_onnx)
 
 
 def test_raw_graph_rejects_a_batch():
