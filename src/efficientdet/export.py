@@ -16,6 +16,11 @@ name                shape, type                  meaning
 ``num_detections``  ``[B]`` int64                valid rows per image
 ==================  ===========================  ==================================================
 
+Other graphs and formats, built around this one (:mod:`efficientdet.exporters`): ``input="raw"`` takes one
+decoded ``uint8 [H, W, 3]`` image of any size and letterboxes inside; ``format="executorch"`` writes an
+ExecuTorch ``.pte`` program; ``efficientdet export --int8`` quantises an ONNX file
+(:func:`~efficientdet.exporters.quantize.quantize_onnx`). Each format is one entry of :data:`EXPORT_FORMATS`.
+
 Divide the boxes by ``scale`` to get original-image pixels. The ONNX file carries its label names and
 preprocessing in ``metadata_props`` (keys :data:`METADATA_KEYS`; lists and numbers as JSON); TorchScript
 and ``.pt2`` files carry the same as an extra file ``efficientdet.json``.
@@ -76,9 +81,10 @@ from efficientdet.postprocess import (
 )
 from efficientdet.structures import HeadOutputs
 
-FORMATS = ("onnx", "torchscript", "pt2")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript", "pt2": ".pt2"}
 INPUT_NAME = "images"
+INPUTS = ("batch", "raw")
+"""Graph inputs: ``batch`` (letterboxed ``uint8 [B, 3, H, W]``, this module's graph) or ``raw`` (one decoded
+``uint8 [H, W, 3]`` image of any size, letterboxed inside: :mod:`efficientdet.exporters.raw`)."""
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 DEFAULT_OPSET = 18
 """ONNX opset of exported files (17 is the lowest accepted)."""
@@ -92,10 +98,57 @@ MAX_DYNAMIC_BATCH = 1024
 METADATA_FILE = "efficientdet.json"
 """Name of the extra file holding the metadata in TorchScript and ``.pt2`` archives."""
 METADATA_KEYS = ("format", "model", "label_names", "category_ids", "num_classes", "image_size", "mean", "std", "fill",
-                 "pad_value", "interpolation", "postprocess", "inputs", "outputs")
+                 "pad_value", "interpolation", "postprocess", "inputs", "outputs", "input")
 """``pad_value``: the letterbox padding as three 0..255 integers (the model's mean colour unless its ``fill``
 says otherwise), what the graph expects in the padded area; ``interpolation``: the resize the model was
 trained with (``bilinear``: half-pixel centres, no antialiasing, as TF's ``tf.image.resize``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportJob:
+    """What a format's writer gets: the graph, an example input, where to write and the metadata to embed.
+
+    ``dynamic_shapes`` is ``torch.export``'s spec for the input (``None``: fixed shapes);
+    ``dynamic_axes`` the same for the TorchScript-based ONNX exporter.
+    """
+
+    graph: nn.Module
+    example: Tensor
+    path: Path
+    input_name: str
+    dynamic_shapes: dict[str, Any] | None
+    dynamic_axes: dict[str, dict[int, str]] | None
+    meta: dict[str, str]
+    opset: int = DEFAULT_OPSET
+    exporter: str = "dynamo"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFormat:
+    """One export format: file suffix and writer (``"module:function"``, imported on use, taking an
+    :class:`ExportJob`). ``onnx_nms``: the graph's hard NMS is the ONNX operator (else ``torchvision.ops.nms``)."""
+
+    suffix: str
+    writer: str
+    onnx_nms: bool = False
+
+    def write(self, job: ExportJob) -> None:
+        import importlib
+
+        module, name = self.writer.split(":")
+        getattr(importlib.import_module(module), name)(job)
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    "onnx": ExportFormat(".onnx", "efficientdet.export:_write_onnx", onnx_nms=True),
+    "torchscript": ExportFormat(".torchscript", "efficientdet.export:_write_torchscript"),
+    "pt2": ExportFormat(".pt2", "efficientdet.export:_write_pt2"),
+    "executorch": ExportFormat(".pte", "efficientdet.exporters.executorch:write_executorch"),
+}
+"""The formats of :func:`export_model` (one entry per format; writers of optional runtimes live in
+:mod:`efficientdet.exporters`)."""
+FORMATS = tuple(EXPORT_FORMATS)
+SUFFIXES = {name: fmt.suffix for name, fmt in EXPORT_FORMATS.items()}
 
 
 class DetectionGraph(nn.Module):
@@ -106,7 +159,8 @@ class DetectionGraph(nn.Module):
     not know the original image size): in ``topk`` mode, where boxes are clipped before NMS, a box reaching
     into the letterbox padding keeps its part in the padding, so NMS around the image's far edge can differ
     slightly from :func:`~efficientdet.postprocess.postprocess`, which clips to the image (measured: 2 of
-    800 detections on 8 photos; ``benchmarks/compare_effdet.py``). ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
+    800 detections on 8 photos; ``benchmarks/compare_effdet.py``); ``forward``'s ``clip_to`` (given by the
+    raw-image graph, which knows the image size) clips to the image instead. ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
     (set by :func:`export_model`; runs eagerly too, through torchvision).
     """
 
@@ -125,18 +179,24 @@ class DetectionGraph(nn.Module):
         device = next(model.parameters()).device
         self.register_buffer("anchors", model.anchors(self.image_size, device).clone(), persistent=False)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor, clip_to: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``clip_to [B, 2]`` float32: the ``(H, W)`` in input pixels to clip boxes to (the resized image, as
+        :func:`~efficientdet.postprocess.postprocess` clips); ``None``: the whole input."""
         outputs = self.model(self.normalize(images))
         outputs = HeadOutputs(outputs.cls_logits.float(), outputs.box_deltas.float())
         if self.postprocess.nms == "soft":
-            return postprocess_padded(outputs, self.anchors, self.postprocess, input_size=self.image_size)
-        return self._hard_nms(outputs)
+            return postprocess_padded(outputs, self.anchors, self.postprocess, image_sizes=clip_to,
+                                      input_size=self.image_size)
+        return self._hard_nms(outputs, clip_to)
 
-    def _hard_nms(self, outputs: HeadOutputs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _hard_nms(self, outputs: HeadOutputs, clip_to: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Hard NMS with fixed-shape outputs: every candidate of :func:`postprocess_padded`, one NMS call."""
         cfg = self.postprocess
         b, _, k = outputs.cls_logits.shape
-        clip_to = torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(b, 1, 2)
+        if clip_to is None:
+            clip_to = torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(b, 1, 2)
+        else:
+            clip_to = clip_to[:, None, :]
         source = CandidateSource(outputs, self.anchors, cfg, clip_to)
         cand = source.take(source.size)  # best first
         d = cfg.max_detections
@@ -283,6 +343,7 @@ def export_metadata(config: DetectorConfig, image_size: tuple[int, int], postpro
             "labels": "int64 [B, D] class index, -1 in padding",
             "num_detections": "int64 [B] valid rows",
         }),
+        "input": "batch",
     }
 
 
@@ -312,6 +373,7 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     exporter: str = "auto",
     optimize: bool = True,
+    input: str = "batch",
 ) -> Path:
     """Export ``model`` with normalisation, decoding and NMS inside (see the module docstring for the graph).
 
@@ -328,11 +390,15 @@ def export_model(
         optimize: export the inference copy of :func:`~efficientdet.fast.optimize_for_inference` (BatchNorm
             folded, copy-free TF padding, fixed fusion weights; same outputs to float rounding, a smaller
             and faster graph) instead of the model as built.
+        input: ``batch`` (letterboxed ``uint8 [B, 3, H, W]``) or ``raw`` (one ``uint8 [H, W, 3]`` image of any
+            size, letterboxed inside, boxes in its pixels; see :mod:`efficientdet.exporters.raw`).
 
     Returns the path written.
     """
-    if format not in FORMATS:
-        raise ConfigError(f"export format {format!r} is unknown; use one of {', '.join(FORMATS)}")
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"export format {format!r} is unknown; use one of {', '.join(EXPORT_FORMATS)}")
+    if input not in INPUTS:
+        raise ConfigError(f"input {input!r} is unknown; use one of {', '.join(INPUTS)}")
     if exporter not in ONNX_EXPORTERS:
         raise ConfigError(f"exporter {exporter!r} is unknown; use one of {', '.join(ONNX_EXPORTERS)}")
     if format == "onnx" and opset < MIN_OPSET:
@@ -342,6 +408,8 @@ def export_model(
     if min(size) < 1:
         raise ConfigError(f"image_size must be positive, got {size}")
     fixed_batch = _parse_batch(batch)
+    if input == "raw" and fixed_batch is not None:
+        raise ConfigError("a raw-image graph takes one image [H, W, 3] (no batch dimension); drop --batch")
     cfg = export_config(model.config, nms=nms, max_detections=max_detections, score_threshold=score_threshold)
     if exporter == "auto":
         exporter = "torchscript" if cfg.nms == "soft" else "dynamo"
@@ -351,21 +419,29 @@ def export_model(
         from efficientdet.fast import optimize_for_inference
 
         model = optimize_for_inference(model, channels_last=False, for_onnx=format == "onnx")
-    graph = DetectionGraph(model, size, cfg, onnx_nms=format == "onnx").eval()
+    fmt = EXPORT_FORMATS[format]
+    graph = DetectionGraph(model, size, cfg, onnx_nms=fmt.onnx_nms).eval()
     device = next(model.parameters()).device
-    example = torch.zeros(fixed_batch or 2, 3, *size, dtype=torch.uint8, device=device)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(model.config, size, cfg, format)
+    if input == "raw":
+        from efficientdet.exporters.raw import raw_job
+
+        job = raw_job(graph, path, meta, opset, exporter)
+    else:
+        example = torch.zeros(fixed_batch or 2, 3, *size, dtype=torch.uint8, device=device)
+        if format == "torchscript" and fixed_batch is None:
+            example = example[:1]  # traced at a fixed batch
+        dynamic = fixed_batch is None
+        job = ExportJob(graph.eval(), example, path, INPUT_NAME,
+                        {INPUT_NAME: {0: _dynamic_batch()}} if dynamic else None,
+                        {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic else None,
+                        meta, opset, exporter)
     started = time.perf_counter()
     progress(f"exporting {model.config.name} to {format} -> {path} (can take a minute on a CPU) ...")
     with torch.no_grad():
-        if format == "onnx":
-            _export_onnx(graph, example, path, fixed_batch is None, opset, meta, exporter)
-        elif format == "pt2":
-            _export_pt2(graph, example, path, fixed_batch is None, meta)
-        else:
-            _export_torchscript(graph, example[:1] if fixed_batch is None else example, path, meta)
+        fmt.write(job)
     progress(f"exported {model.config.name} to {format} in {time.perf_counter() - started:.1f} s")
     return path
 
@@ -404,8 +480,8 @@ def _dynamic_batch() -> Any:
     return torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)
 
 
-def _export_onnx(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bool, opset: int,
-                 meta: dict[str, str], exporter: str) -> None:
+def _write_onnx(job: ExportJob) -> None:
+    graph, example, path, opset, meta, exporter = job.graph, job.example, job.path, job.opset, job.meta, job.exporter
     try:
         import onnx
     except ImportError as err:
@@ -420,9 +496,9 @@ def _export_onnx(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bo
                 None,
                 dynamo=True,
                 opset_version=opset,
-                input_names=[INPUT_NAME],
+                input_names=[job.input_name],
                 output_names=list(OUTPUT_NAMES),
-                dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None,
+                dynamic_shapes=job.dynamic_shapes,
                 custom_translation_table=_onnx_translation(opset),
                 verbose=False,
             )
@@ -440,9 +516,9 @@ def _export_onnx(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bo
                 str(tmp),
                 dynamo=False,
                 opset_version=opset,
-                input_names=[INPUT_NAME],
+                input_names=[job.input_name],
                 output_names=list(OUTPUT_NAMES),
-                dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic else None,
+                dynamic_axes=job.dynamic_axes,
             )
         proto = onnx.load(str(tmp))
     for key, value in meta.items():
@@ -489,15 +565,16 @@ def _torchscript_symbolics(opset: int) -> Iterator[None]:
         unregister_custom_op_symbolic("aten::sort", opset)
 
 
-def _export_pt2(graph: DetectionGraph, example: Tensor, path: Path, dynamic: bool, meta: dict[str, str]) -> None:
-    program = torch.export.export(
-        graph, (example,), dynamic_shapes={"images": {0: _dynamic_batch()}} if dynamic else None
-    )
-    torch.export.save(program, path, extra_files={METADATA_FILE: json.dumps(meta)})
+def _write_pt2(job: ExportJob) -> None:
+    dynamic = None if job.dynamic_shapes is None else tuple(job.dynamic_shapes.values())
+    program = torch.export.export(job.graph, (job.example,), dynamic_shapes=dynamic)
+    torch.export.save(program, job.path, extra_files={METADATA_FILE: json.dumps(job.meta)})
 
 
-def _export_torchscript(graph: DetectionGraph, example: Tensor, path: Path, meta: dict[str, str]) -> None:
+def _write_torchscript(job: ExportJob) -> None:
     import warnings
+
+    graph, example, path, meta = job.graph, job.example, job.path, job.meta
 
     with warnings.catch_warnings():
         # tracer notes about Python values (shapes are fixed by design) and TorchScript's deprecation notice
@@ -514,6 +591,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
         proto = onnx.load(str(path), load_external_data=False)
         raw = {p.key: p.value for p in proto.metadata_props}
+    elif path.suffix == ".pte":  # ExecuTorch: metadata next to the program
+        from efficientdet.exporters.executorch import metadata_path
+
+        raw = json.loads(metadata_path(path).read_text())
     elif path.suffix == ".pt2":
         files = {METADATA_FILE: ""}
         torch.export.load(path, extra_files=files)
@@ -539,6 +620,10 @@ __all__ = [
     "FORMATS",
     "SUFFIXES",
     "INPUT_NAME",
+    "INPUTS",
+    "EXPORT_FORMATS",
+    "ExportFormat",
+    "ExportJob",
     "OUTPUT_NAMES",
     "DEFAULT_OPSET",
     "METADATA_FILE",

@@ -323,6 +323,10 @@ class OnnxRuntimeBackend(Backend):
         if any(k not in meta for k in required):
             raise ConfigError(f"{self.path} was not written by efficientdet export (no {', '.join(required)} "
                               "metadata); export it with `efficientdet export --format onnx`")
+        if meta.get("input") == "raw":
+            raise ConfigError(f"{self.path} is a raw-image graph (--input raw): run it directly, "
+                              "session.run(None, {'image': uint8 [H, W, 3] array}); Predictor runs batch graphs "
+                              "(export without --input raw)")
         fill = json.loads(meta.get("fill", '"mean"'))
         self.preprocess = PreprocessConfig(image_size=tuple(json.loads(meta["image_size"])),  # type: ignore[arg-type]
                                            mean=tuple(json.loads(meta["mean"])),  # type: ignore[arg-type]

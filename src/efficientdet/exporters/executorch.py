@@ -1,0 +1,94 @@
+"""ExecuTorch ``.pte`` export (XNNPACK): ``efficientdet export --format executorch``.
+
+The graph is :class:`~efficientdet.export.DetectionGraph` (uint8 letterboxed batch in, padded detections
+out), captured by ``torch.export`` at batch 1 (ExecuTorch plans memory for fixed shapes), lowered with the
+XNNPACK partitioner (convolutions, pooling and elementwise work run in XNNPACK; the post-processing runs
+in ExecuTorch's portable kernels) and written as a ``.pte`` program.
+
+ExecuTorch has no NMS kernel, so hard NMS runs as the fixed-shape greedy loop of
+:func:`~efficientdet.ops.nms.greedy_nms` with no score decay (the same selections as hard NMS, unrolled
+once per output slot: keep ``max_detections`` small for a small program); soft NMS is that loop with its
+Gaussian decay. A ``.pte`` file has no room for metadata: it goes next to it as ``<file>.json`` (the keys of
+:func:`~efficientdet.export.export_metadata`, read back by :func:`~efficientdet.export.read_metadata`).
+
+Needs ``pip install executorch`` (``pip install 'efficientdet[executorch]'``). Running the file::
+
+    from executorch.runtime import Runtime
+    method = Runtime.get().load_program("model.pte").load_method("forward")
+    boxes, scores, labels, num_detections = method.execute([images])  # uint8 [1, 3, H, W] torch tensor
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from efficientdet.errors import ConfigError
+from efficientdet.export import DetectionGraph, ExportJob
+from efficientdet.ops.boxes import clip_boxes
+from efficientdet.ops.nms import greedy_nms
+from efficientdet.postprocess import PAD_LABEL, CandidateSource
+from efficientdet.structures import HeadOutputs
+
+
+class GreedyDetectionGraph(DetectionGraph):
+    """:class:`~efficientdet.export.DetectionGraph` whose hard NMS is the greedy loop (no NMS operator needed)."""
+
+    def _hard_nms(self, outputs: HeadOutputs, clip_to: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        cfg = self.postprocess
+        b, _, k = outputs.cls_logits.shape
+        if clip_to is None:
+            clip_to = torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(b, 1, 2)
+        else:
+            clip_to = clip_to[:, None, :]
+        source = CandidateSource(outputs, self.anchors, cfg, clip_to)
+        cand = source.take(source.size)  # best first
+        class_aware = cfg.mode == "topk" and not cfg.class_agnostic and k > 1
+        threshold = cfg.score_threshold if cfg.score_threshold > 0 else -math.inf
+        d = cfg.max_detections
+        slots, scores, counts = greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, 0.0, threshold,
+                                           cand.label if class_aware else None)
+        valid = torch.arange(d, device=counts.device)[None, :] < counts[:, None]
+        boxes = cand.boxes.gather(1, slots[..., None].expand(b, d, 4))
+        if cfg.mode == "global":  # the official code clips after NMS
+            boxes = clip_boxes(boxes, clip_to)
+        boxes = boxes * valid[..., None]
+        labels = torch.where(valid, cand.label.gather(1, slots), PAD_LABEL)
+        return boxes, scores * valid, labels, counts
+
+
+def metadata_path(path: str | Path) -> Path:
+    """Where the metadata of a ``.pte`` file lives: ``<file>.json`` next to it."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def write_executorch(job: ExportJob) -> None:
+    """Write ``job``'s graph as an ExecuTorch program lowered to XNNPACK, plus its metadata file."""
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+    except ImportError as err:
+        raise ConfigError("ExecuTorch export needs executorch: pip install executorch "
+                          "(or pip install 'efficientdet[executorch]')") from err
+    graph = job.graph
+    if not isinstance(graph, DetectionGraph):
+        raise ConfigError("ExecuTorch export takes the batch input (drop --input raw)")
+    graph.__class__ = GreedyDetectionGraph  # same module, hard NMS as the greedy loop (portable kernels)
+    example = job.example[:1] if job.dynamic_shapes is not None else job.example
+    program = torch.export.export(graph, (example,))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+    meta = dict(job.meta)
+    inputs = json.loads(meta["inputs"])
+    meta["inputs"] = json.dumps({k: v.replace("[B,", f"[{len(example)},") for k, v in inputs.items()})
+    tmp = job.path.with_name(job.path.name + ".tmp")
+    tmp.write_bytes(lowered.buffer)
+    metadata_path(job.path).write_text(json.dumps(meta, indent=1))
+    tmp.replace(job.path)
+
+
+__all__ = ["GreedyDetectionGraph", "metadata_path", "write_executorch"]
