@@ -9,7 +9,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from efficientdet.export import DetectionGraph, _export_onnx, export_config
+from efficientdet.export import (
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    DetectionGraph,
+    ExportJob,
+    _dynamic_batch,
+    _write_onnx,
+    export_config,
+)
 from efficientdet.postprocess import postprocess_padded
 from efficientdet.structures import HeadOutputs
 from tests.predict.helpers import tiny_model
@@ -54,7 +62,8 @@ def test_onnx_nms_ties_equal_pytorch(mode, nms, exporter, tmp_path):
     first, second = tied_outputs(SIZE, seed=1), tied_outputs(SIZE, seed=2)
     heads = torch.cat([torch.cat(first, -1), torch.cat(second, -1)])
     path = tmp_path / "ties.onnx"
-    _export_onnx(graph, heads[:1], path, True, 18, {}, exporter)
+    _write_onnx(ExportJob(graph, heads[:1], path, INPUT_NAME, {INPUT_NAME: {0: _dynamic_batch()}},
+                          {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}, {}, 18, exporter))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": heads.numpy()})
     expected = postprocess_padded(HeadOutputs(heads[..., :-4], heads[..., -4:]), graph.anchors, cfg, input_size=SIZE)
