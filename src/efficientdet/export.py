@@ -189,14 +189,17 @@ class DetectionGraph(nn.Module):
                                       input_size=self.image_size)
         return self._hard_nms(outputs, clip_to)
 
+    def _clip_sizes(self, batch: int, clip_to: Tensor | None) -> Tensor:
+        """``[B, 1, 2]`` float32 ``(H, W)`` to clip each image's boxes to: ``clip_to`` or the whole input."""
+        if clip_to is None:
+            return torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(batch, 1, 2)
+        return clip_to[:, None, :]
+
     def _hard_nms(self, outputs: HeadOutputs, clip_to: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Hard NMS with fixed-shape outputs: every candidate of :func:`postprocess_padded`, one NMS call."""
         cfg = self.postprocess
         b, _, k = outputs.cls_logits.shape
-        if clip_to is None:
-            clip_to = torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(b, 1, 2)
-        else:
-            clip_to = clip_to[:, None, :]
+        clip_to = self._clip_sizes(b, clip_to)
         source = CandidateSource(outputs, self.anchors, cfg, clip_to)
         cand = source.take(source.size)  # best first
         d = cfg.max_detections

@@ -41,10 +41,7 @@ class GreedyDetectionGraph(DetectionGraph):
     def _hard_nms(self, outputs: HeadOutputs, clip_to: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         cfg = self.postprocess
         b, _, k = outputs.cls_logits.shape
-        if clip_to is None:
-            clip_to = torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(b, 1, 2)
-        else:
-            clip_to = clip_to[:, None, :]
+        clip_to = self._clip_sizes(b, clip_to)
         source = CandidateSource(outputs, self.anchors, cfg, clip_to)
         cand = source.take(source.size)  # best first
         class_aware = cfg.mode == "topk" and not cfg.class_agnostic and k > 1
