@@ -84,6 +84,7 @@ class Recipe:
     bn_momentum: float | None
     explicit: tuple[str, ...] = ()
     reason: str = ""
+    ema: bool = True
 
     @property
     def warmup_steps(self) -> int:
@@ -93,9 +94,10 @@ class Recipe:
         """One line for the start of training, e.g. ``recipe finetune (auto: 240 steps ...): lr 0.02 ...``."""
         bn = "as built" if self.bn_momentum is None else f"{self.bn_momentum:.3g}"
         mark = {f: " (set)" if f in self.explicit else "" for f in RESOLVED_FIELDS}
+        ema = f"EMA decay {self.ema_decay:.4g}{mark['ema_decay']}" if self.ema else "no EMA"
         return (f"recipe {self.name} ({self.reason}): lr {self.lr:.4g}{mark['lr']} for batch {self.global_batch}, "
                 f"warm-up {self.warmup_steps} steps ({self.warmup_epochs:.3g} epochs){mark['warmup_epochs']}, "
-                f"{self.total_steps} steps, EMA decay {self.ema_decay:.4g}{mark['ema_decay']}, "
+                f"{self.total_steps} steps, {ema}, "
                 f"BatchNorm momentum {bn}{mark['bn_momentum']}")
 
 
@@ -168,7 +170,7 @@ def resolve_recipe(cfg: TrainConfig, *, steps_per_epoch: int, num_images: int,
         raise ConfigError(f"bn_momentum={resolved['bn_momentum']!r}: must be in (0, 1] (PyTorch's meaning: "
                           "0.01 == TF decay 0.99)")
     recipe = Recipe(name=name, total_steps=total_steps, global_batch=global_batch, steps_per_epoch=steps_per_epoch,
-                    explicit=explicit, reason=reason, **resolved)
+                    explicit=explicit, reason=reason, ema=cfg.ema, **resolved)
     return dataclasses.replace(cfg, **resolved), recipe
 
 
