@@ -25,6 +25,9 @@ with the same code: effdet's weights are converted onto our network (exact, ``ef
 and evaluated by our COCO evaluator (mAP = AP@[.5:.95], AP50). One epoch here is ``eval_every`` steps: the
 training images are repeated (each copy drawn with new augmentation) to fill it.
 
+Each finished run is kept in ``<out>/<dataset>/<run>/result.json`` and reused by a rerun with the same
+settings, so the benchmark can be stopped and continued or split over processes (``--runs``).
+
 ``--ablation DATASET`` also trains ``ours`` with one choice of the finetune recipe at a time replaced by
 the official one (learning rate, warm-up, EMA, BatchNorm momentum), and with the backbone frozen.
 
@@ -262,6 +265,22 @@ def run_effdet(setup: Setup, name: str, recipe: bool) -> dict[str, Any]:
     return {"curve": curve, "seconds": time.perf_counter() - start, "recipe": described}
 
 
+def cached(setup: Setup, name: str, run: Any, **kwargs: Any) -> dict[str, Any]:
+    """``run(setup, name, **kwargs)``'s result, kept in ``<out>/<dataset>/<name>/result.json``: a rerun with the same settings
+    reuses finished runs (the benchmark can be stopped and continued, or split over processes)."""
+    key = {"steps": setup.steps, "eval_every": setup.eval_every, "batch": setup.batch, "size": setup.size,
+           "seed": setup.seed, "train_images": setup.original_train_images, "val_images": len(setup.val)}
+    path = setup.out / setup.dataset / name / "result.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return saved["result"]
+    result = run(setup, name, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "result": result}, indent=1))
+    return result
+
+
 def ablation_changes(setup: Setup) -> dict[str, dict[str, Any]]:
     """One finetune choice at a time replaced by the official one (TrainConfig changes)."""
     from efficientdet.engine.recipe import OFFICIAL_EMA_DECAY
@@ -308,6 +327,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["sample"])
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
     parser.add_argument("--ablation", nargs="*", default=[], help="datasets that also get the ablation runs")
+    parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=ABLATIONS, metavar="CHOICE",
+                        help=f"which ablation runs: {', '.join(repr(a) for a in ABLATIONS)}")
     parser.add_argument("--labelme", help="labelme-6.3.1/examples folder (from the labelme sdist)")
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--eval-every", type=int, default=40)
@@ -334,15 +355,19 @@ def main() -> None:
         runs: dict[str, dict[str, Any]] = {}
         for name in args.runs:
             if name.startswith("effdet"):
-                runs[name] = run_effdet(setup, name, recipe=name == "effdet-recipe")
+                runs[name] = cached(setup, name, run_effdet, recipe=name == "effdet-recipe")
             else:
-                runs[name] = run_ours(setup, name, **({"recipe": "official"} if name == "ours-official" else {}))
+                changes = {"recipe": "official"} if name == "ours-official" else {}
+                runs[name] = cached(setup, name, run_ours, **changes)
             print(f"  {name}: " + ", ".join(f"{p['step']}: {p['AP']:.4f}/{p['AP50']:.4f}" for p in runs[name]["curve"]),
                   flush=True)
         ablation: dict[str, dict[str, Any]] = {}
         if dataset in args.ablation:
             for label, changes in ablation_changes(setup).items():
-                ablation[label] = run_ours(setup, "ablation-" + label.replace(" ", "-"), **changes)
+                if label not in args.ablations:
+                    continue
+                name = "ablation-" + label.replace(" ", "-")
+                ablation[label] = cached(setup, name, run_ours, **changes)
                 print(f"  ablation {label}: " + ", ".join(f"{p['AP']:.4f}" for p in ablation[label]["curve"]), flush=True)
         print_curves(dataset, runs)
         if ablation:
