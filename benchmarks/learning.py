@@ -308,7 +308,10 @@ def print_curves(dataset: str, runs: dict[str, dict[str, Any]]) -> None:
     for i, step in enumerate(steps):
         cells = [f"{runs[n]['curve'][i]['AP']:.4f} / {runs[n]['curve'][i]['AP50']:.4f}" for n in names]
         print(f"| {step} | " + " | ".join(cells) + " |")
-    print("\n" + "\n".join(f"- {n}: {runs[n]['recipe']} ({runs[n]['seconds']:.0f} s)" for n in names), flush=True)
+    def seconds(run: dict[str, Any]) -> str:
+        return "" if run.get("seconds") is None else f" ({run['seconds']:.0f} s)"
+
+    print("\n" + "\n".join(f"- {n}: {runs[n]['recipe']}{seconds(runs[n])}" for n in names), flush=True)
 
 
 def verdict(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
