@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from efficientdet.config import TrainConfig, train_config_from
 from efficientdet.data.sample import ensure_sample_dataset
+from efficientdet.engine.optim import effective_lr
 from efficientdet.engine.recipe import choose_recipe, finetune_values, resolve_recipe, set_bn_momentum
 from efficientdet.errors import ConfigError
 
@@ -84,6 +85,7 @@ def test_official_recipe_reproduces_the_official_values():
     assert recipe.name == "official" and "as built" in recipe.describe()
     cfg, _ = resolve_recipe(TrainConfig(recipe="official", batch_size=16), steps_per_epoch=100, num_images=1600)
     assert cfg.lr == pytest.approx(0.02)
+    assert effective_lr(TrainConfig(batch_size=16), world_size=2) == pytest.approx(0.04)  # unresolved: official
     assert math.isclose(resolve_recipe(TrainConfig(recipe="official", lr_base=0.16), steps_per_epoch=1,
                                        num_images=8)[0].lr, 0.02)
 

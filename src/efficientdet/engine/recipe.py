@@ -132,11 +132,15 @@ def finetune_values(total_steps: int, global_batch: int, steps_per_epoch: int) -
     }
 
 
+def official_lr(cfg: TrainConfig, global_batch: int) -> float:
+    """The official rate, scaled linearly: ``lr_base`` (0.08) per ``lr_base_batch`` (64) images."""
+    return cfg.lr_base * global_batch / cfg.lr_base_batch
+
+
 def official_values(cfg: TrainConfig, global_batch: int) -> dict[str, float | None]:
-    """The ``official`` recipe: 0.08 per 64 images (``lr_base`` per ``lr_base_batch``), 1 warm-up epoch,
-    EMA 0.9998, BatchNorm momentum as built."""
+    """The ``official`` recipe: 0.08 per 64 images, 1 warm-up epoch, EMA 0.9998, BatchNorm momentum as built."""
     return {
-        "lr": cfg.lr_base * global_batch / cfg.lr_base_batch,
+        "lr": official_lr(cfg, global_batch),
         "warmup_epochs": OFFICIAL_WARMUP_EPOCHS,
         "ema_decay": OFFICIAL_EMA_DECAY,
         "bn_momentum": None,
