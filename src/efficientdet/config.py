@@ -250,12 +250,16 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training run. Defaults follow the official EfficientDet recipe.
+    """A training run.
 
-    Learning rate: ``lr`` when set, else ``lr_base * batch_size * world_size * grad_accum / lr_base_batch``
-    (0.08 per 64 images, scaled linearly). ``optimizer``: ``momentum`` (SGD, momentum 0.9, the official
-    choice) or any timm optimizer name (``adamw``, ``lamb``, ...). ``scheduler``: any timm scheduler
-    (``cosine`` default), stepped per update. ``clip_mode``: ``norm`` | ``value`` | ``agc``.
+    ``recipe``: ``auto`` | ``finetune`` | ``official`` (see :mod:`efficientdet.engine.recipe`) fills in ``lr``,
+    ``warmup_epochs``, ``ema_decay`` and ``bn_momentum`` when they are ``None``; a value set here always wins.
+    ``auto`` picks ``finetune`` (settings derived from the run's steps and batch) unless the run is long and
+    the dataset large. ``official``: ``lr_base * batch_size * world_size * grad_accum / lr_base_batch``
+    (0.08 per 64 images, scaled linearly), 1 warm-up epoch, EMA 0.9998, the model's BatchNorm momentum.
+    ``bn_momentum``: running-statistics momentum of every BatchNorm layer (PyTorch's meaning).
+    ``optimizer``: ``momentum`` (SGD, momentum 0.9, the official choice) or any timm optimizer name
+    (``adamw``, ``lamb``, ...). ``scheduler``: any timm scheduler (``cosine`` default), stepped per update. ``clip_mode``: ``norm`` | ``value`` | ``agc``.
     ``amp``: ``none`` | ``bf16`` | ``fp16`` (with loss scaling). ``freeze``: parameter-name patterns
     (fnmatch) or the shortcuts ``backbone`` and ``backbone+fpn``; norm layers whose parameters are all frozen
     keep their statistics (eval mode). ``model_overrides``: dotted
@@ -288,6 +292,7 @@ class TrainConfig:
     random_erasing: float = 0.0
     # optimisation
     epochs: int = 300
+    recipe: str = "auto"
     optimizer: str = "momentum"
     lr: float | None = None
     lr_base: float = 0.08
@@ -295,7 +300,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5
     scheduler: str = "cosine"
-    warmup_epochs: float = 1.0
+    warmup_epochs: float | None = None
     warmup_lr_ratio: float = 0.1
     min_lr_ratio: float = 0.0
     lr_noise: tuple[float, ...] | None = None
@@ -303,7 +308,8 @@ class TrainConfig:
     clip_mode: str = "norm"
     grad_accum: int = 1
     ema: bool = True
-    ema_decay: float = 0.9998
+    ema_decay: float | None = None
+    bn_momentum: float | None = None
     # execution
     device: str = "auto"
     amp: str = "none"

@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train or fine-tune a model on a dataset",
-        description="Train a detector. Settings come from the defaults (the official recipe), then --config YAML, "
+        description="Train a detector. Settings come from the defaults (--recipe), then --config YAML, "
         "then the flags below, then --set key=value (any TrainConfig field; model.<path>=value changes the model "
         "config). Multi-GPU / multi-process: torchrun --nproc-per-node N -m efficientdet train ...",
     )
@@ -34,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, nargs="+", help="input size: one value or H W")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="images per process and step")
-    p.add_argument("--lr", type=float, help="learning rate (default: 0.08 per 64 images)")
+    p.add_argument("--lr", type=float, help="learning rate (default: from the recipe)")
+    p.add_argument("--recipe", choices=["auto", "finetune", "official"],
+                   help="settings left unset (lr, warm-up, EMA, BN momentum): finetune derives them from the run's "
+                   "steps and batch, official is Google's 300-epoch COCO recipe; auto (default) picks finetune "
+                   "unless the run is long and the dataset large")
     p.add_argument("--workers", type=int, help="data loader processes")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"])
@@ -58,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         size = (args.image_size[0], args.image_size[-1])
     cfg = train_config_from(
         args.config, args.sets, train_data=args.train_data, val_data=args.val_data, data_format=args.data_format,
-        train_split=args.train_split, val_split=args.val_split, model=args.model, pretrained=args.pretrained, pretrained_backbone=args.pretrained_backbone,
-        checkpoint=args.checkpoint, image_size=size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        train_split=args.train_split, val_split=args.val_split, model=args.model, pretrained=args.pretrained,
+        pretrained_backbone=args.pretrained_backbone, checkpoint=args.checkpoint, image_size=size, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, recipe=args.recipe,
         workers=args.workers, device=args.device, amp=args.amp, freeze=args.freeze, output=args.output,
     )
     if args.print_config:

@@ -19,10 +19,12 @@ FREEZE_SHORTCUTS = {"backbone": ("backbone.*",), "backbone+fpn": ("backbone.*", 
 
 
 def effective_lr(cfg: TrainConfig, world_size: int) -> float:
-    """``cfg.lr``, or the official rate scaled linearly: 0.08 per 64 images per optimizer step."""
+    """``cfg.lr`` (set by the user or by the recipe), else the official rate for the global batch."""
     if cfg.lr is not None:
         return cfg.lr
-    return cfg.lr_base * cfg.batch_size * world_size * cfg.grad_accum / cfg.lr_base_batch
+    from efficientdet.engine.recipe import official_lr
+
+    return official_lr(cfg, cfg.batch_size * world_size * cfg.grad_accum)
 
 
 def freeze_parameters(model: nn.Module, patterns: tuple[str, ...]) -> int:

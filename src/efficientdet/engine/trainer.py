@@ -38,6 +38,7 @@ from efficientdet.engine.optim import (
     freeze_parameters,
     frozen_norms,
 )
+from efficientdet.engine.recipe import resolve_recipe, set_bn_momentum
 from efficientdet.errors import ConfigError, DataError, EfficientDetError
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,6 @@ class Trainer:
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model  # the plain module (saved, evaluated, averaged by EMA)
-        self.ema = Ema(model, cfg.ema_decay) if cfg.ema else None
         size = self.config.image_size
         world = (self.dist.world_size, self.dist.rank) if self.dist.distributed else False
         self.train_loader = create_loader(
@@ -221,6 +221,13 @@ class Trainer:
         self.loss_fn = DetectionLoss(self.config.loss, self.config.num_classes)
 
         self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.grad_accum)
+        # the recipe fills in lr, warm-up, EMA decay and BN momentum the user left unset (engine/recipe.py)
+        cfg, self.recipe = resolve_recipe(cfg, steps_per_epoch=self.steps_per_epoch, num_images=len(train_dataset),
+                                          world_size=self.dist.world_size)
+        self.cfg = cfg
+        if cfg.bn_momentum is not None:
+            set_bn_momentum(model, cfg.bn_momentum)
+        self.ema = Ema(model, cfg.ema_decay) if cfg.ema else None
         self.lr = effective_lr(cfg, self.dist.world_size)
         self.optimizer = create_optimizer(model, cfg, self.lr)
         self.scheduler = create_scheduler(self.optimizer, cfg, self.lr, self.steps_per_epoch)
@@ -507,6 +514,7 @@ class Trainer:
             print(f"training {self.config.name} on {len(self.train_dataset)} images ({self.config.num_classes} classes), "
                   f"{self.steps_per_epoch} steps/epoch x {cfg.epochs} epochs, lr {self.lr:.4g}, "
                   f"device {self.device}, {self.dist.world_size} process(es)")
+            print(self.recipe.describe(), flush=True)
             if self.epoch >= cfg.epochs:
                 print(f"all {cfg.epochs} epochs are done already (the checkpoint has {self.epoch}); "
                       "raise --epochs to train longer")
