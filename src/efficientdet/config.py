@@ -369,21 +369,26 @@ _TRAIN_LIMITS: dict[str, tuple[type, float | None, float | None, bool]] = {
     "warmup_lr_ratio": (float, 0, 1, True), "min_lr_ratio": (float, 0, 1, True), "clip_grad": (float, 0, None, False),
     "ema_decay": (float, 0, 1, True), "scale_min": (float, 0, None, False), "scale_max": (float, 0, None, False),
     "hflip": (float, 0, 1, True), "mosaic": (float, 0, 1, True), "random_erasing": (float, 0, 1, True),
-    "save_every_minutes": (float, 0, None, True),
+    "save_every_minutes": (float, 0, None, True), "bn_momentum": (float, 0, 1, False),
 }
-_TRAIN_CHOICES = {"amp": ("none", "bf16", "fp16"), "clip_mode": ("norm", "value", "agc")}
+_TRAIN_OPTIONAL = ("lr", "clip_grad", "warmup_epochs", "ema_decay", "bn_momentum")
+"""Settings that may be ``None``: the recipe (``engine/recipe.py``) fills in lr, warm-up, EMA decay and BN
+momentum; ``clip_grad=None`` turns clipping off."""
+RECIPES = ("auto", "finetune", "official")
+"""Accepted values of ``TrainConfig.recipe`` (what each does: :mod:`efficientdet.engine.recipe`)."""
+_TRAIN_CHOICES = {"amp": ("none", "bf16", "fp16"), "clip_mode": ("norm", "value", "agc"), "recipe": RECIPES}
 
 
 def _check_train_config(cfg: TrainConfig) -> None:
     """Refuse nonsensical training settings before anything starts (``ConfigError`` naming the key)."""
     for name, (kind, low, high, low_ok) in _TRAIN_LIMITS.items():
         value = getattr(cfg, name)
-        if value is None and name in ("lr", "clip_grad"):
+        if value is None and name in _TRAIN_OPTIONAL:
             continue
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not is_number or (kind is int and not isinstance(value, int)):
             raise ConfigError(f"train setting {name}={value!r}: expected {'an integer' if kind is int else 'a number'}"
-                              f"{', or null' if name in ('lr', 'clip_grad') else ''}")
+                              f"{', or null' if name in _TRAIN_OPTIONAL else ''}")
         too_low = low is not None and (value < low or (value == low and not low_ok))
         too_high = high is not None and value > high
         if too_low or too_high:

@@ -112,3 +112,11 @@ def test_trainer_applies_and_prints_the_resolved_recipe(tmp_path, capsys):
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.1)  # warm-up starts at a tenth
     trainer.fit()
     assert "recipe finetune (auto: 8 steps on 16 images" in capsys.readouterr().out
+
+
+def test_an_unknown_recipe_is_refused_where_the_config_is_built():
+    from efficientdet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="recipe='fast'.*auto, finetune, official"):
+        TrainConfig(recipe="fast")
+    assert TrainConfig().lr is None and TrainConfig(bn_momentum=0.1).bn_momentum == 0.1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from efficientdet.cli.options import add_model_options, add_output_option
+from efficientdet.config import RECIPES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="images per process and step")
     p.add_argument("--lr", type=float, help="learning rate (default: from the recipe)")
-    p.add_argument("--recipe", choices=["auto", "finetune", "official"],
+    p.add_argument("--recipe", choices=RECIPES,
                    help="settings left unset (lr, warm-up, EMA, BN momentum): finetune derives them from the run's "
                    "steps and batch, official is Google's 300-epoch COCO recipe; auto (default) picks finetune "
                    "unless the run is long and the dataset large")
