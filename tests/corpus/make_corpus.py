@@ -314,7 +314,7 @@ def image_cases(root: Path) -> list[Case]:
     for i in range(3):
         (folder / f"img{i}.jpg").write_bytes(jpg[:300])
     cases.append(Case("img_all_broken", "image", ann, {"check": (1, 3), "train": (2, None), "validate": (2, None),
-                                                       "predict": (0, 0)},
+                                                       "predict": (2, None)},
                       ("img0.jpg",), ("could", "data check"), issue="unreadable_image", images=folder,
                       note="three truncated files: nothing to train on"))
     # listed but absent: predict sees only the three files there

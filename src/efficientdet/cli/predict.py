@@ -223,7 +223,7 @@ class _Results:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from efficientdet.errors import ConfigError
+    from efficientdet.errors import ConfigError, DataError
     from efficientdet.predict import Predictor, predict
     from efficientdet.video import VideoReader, is_video
 
@@ -267,6 +267,9 @@ def run(args: argparse.Namespace) -> int:
         finally:
             results.close()
     c = results.counts
+    if c["skipped"] and not c["images"] and not c["frames"]:
+        raise DataError(f"none of the {c['skipped']} files given could be read as images (see the warnings above); "
+                        "re-export or remove the broken files ('efficientdet data check' lists them for a dataset)")
     print(f"{c['images']} images, {c['frames']} video frames, {c['detections']} detections "
           f"(score > {args.score_threshold}) -> {out}{os.sep}"
           + (f"; skipped {c['skipped']} unreadable files" if c["skipped"] else ""))
