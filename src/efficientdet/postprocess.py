@@ -131,9 +131,11 @@ def _topk_order(logits: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     label = torch.where(is_best, best_class.gather(1, flat.clamp(max=m - 1)), other % num_classes)
     anchor, score = top_anchors.gather(1, rank), rounded_sigmoid(values)
     # Equal scores (equal logits, or logits that round to one score) by ascending (anchor, class): number
-    # the runs of equal scores, then sort by (run, pair). The keys are distinct, so any sort gives this order.
+    # the runs of equal scores, then sort by (run, pair). The keys are distinct, so any sort gives this order;
+    # an ascending top-k is that sort in every runtime (ExecuTorch's portable kernels have no sort).
     run = torch.cat([torch.zeros_like(score[:, :1], dtype=torch.int64), (score[:, 1:] != score[:, :-1]).long()], 1)
-    order = (run.cumsum(1) * (n * num_classes) + anchor * num_classes + label).argsort(dim=1)
+    keys = run.cumsum(1) * (n * num_classes) + anchor * num_classes + label
+    order = keys.topk(keys.shape[1], dim=1, largest=False).indices
     return anchor.gather(1, order), label.gather(1, order), score
 
 
