@@ -41,6 +41,15 @@ BUDGETS = {
 MODEL = "tf_efficientdet_lite0"
 
 
+def _same_settings(cfg: TrainConfig, saved: dict) -> bool:
+    """Whether a checkpoint's settings are ``cfg``'s: the saved ones have the recipe's values filled in where
+    ``cfg`` left them unset (``engine/recipe.py``), so those are compared only when ``cfg`` sets them."""
+    from efficientdet.engine.recipe import RESOLVED_FIELDS
+
+    wanted = cfg.to_dict()
+    return all(saved.get(k) == v for k, v in wanted.items() if not (k in RESOLVED_FIELDS and v is None))
+
+
 def demo_train_config(data: dict[str, Path], out: Path, budget: DemoBudget) -> TrainConfig:
     """The fine-tuning recipe for a few CPU minutes (see the README's fine-tuning recipes).
 
@@ -155,7 +164,7 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     cfg = demo_train_config(data, out / "train", b)
     last = out / "train" / "last.pth"
     state = load_checkpoint(last) if last.is_file() else None
-    if state is not None and state["epoch"] >= cfg.epochs and state["train_config"] == cfg.to_dict():
+    if state is not None and state["epoch"] >= cfg.epochs and _same_settings(cfg, state["train_config"]):
         print(f"      reusing the finished run in {out / 'train'}")
     else:
         resume = last if state is not None and state["train_config"] == cfg.to_dict() else None
