@@ -73,6 +73,7 @@ from efficientdet.ops.nms import batched_nms
 from efficientdet.postprocess import (
     NMS_METHODS,
     PAD_LABEL,
+    Candidates,
     CandidateSource,
     first_kept,
     hard_nms_mask,
@@ -205,15 +206,8 @@ class DetectionGraph(nn.Module):
         d = cfg.max_detections
         class_aware = cfg.mode == "topk" and not cfg.class_agnostic and k > 1
         threshold = cfg.score_threshold if cfg.score_threshold > 0 else -math.inf
-        groups = cand.label if class_aware else None
-        if self.onnx_nms:
-            kept = _onnx_nms_mask(cand.boxes, cand.score, groups, k if class_aware else 1, cfg.iou_threshold,
-                                  threshold, d)
-        else:
-            kept = hard_nms_mask(cand.boxes, cand.score, groups, cfg.iou_threshold)
-        kept = kept & (cand.score > threshold)
-        # the first D kept candidates of each image (candidates are in NMS order, so these are the best)
-        slots, valid, counts = first_kept(kept, d)
+        slots, valid, counts = self._select(cand, cand.label if class_aware else None, k if class_aware else 1,
+                                            threshold)
         boxes = cand.boxes.gather(1, slots[..., None].expand(b, d, 4))
         if cfg.mode == "global":  # the official code clips after NMS
             boxes = clip_boxes(boxes, clip_to)
@@ -221,6 +215,20 @@ class DetectionGraph(nn.Module):
         scores = cand.score.gather(1, slots) * valid
         labels = torch.where(valid, cand.label.gather(1, slots), PAD_LABEL)
         return boxes, scores, labels, counts
+
+    def _select(self, cand: Candidates, groups: Tensor | None, num_groups: int,
+                threshold: float) -> tuple[Tensor, Tensor, Tensor]:
+        """What hard NMS keeps of ``cand`` (best first; ``groups [B, C]`` class ids for per-class NMS, else
+        ``None``): ``slots [B, D]`` candidate indices, ``valid [B, D]`` bool, ``counts [B]`` int64."""
+        cfg = self.postprocess
+        if self.onnx_nms:
+            kept = _onnx_nms_mask(cand.boxes, cand.score, groups, num_groups, cfg.iou_threshold, threshold,
+                                  cfg.max_detections)
+        else:
+            kept = hard_nms_mask(cand.boxes, cand.score, groups, cfg.iou_threshold)
+        kept = kept & (cand.score > threshold)
+        # the first D kept candidates of each image (candidates are in NMS order, so these are the best)
+        return first_kept(kept, cfg.max_detections)
 
 
 def _onnx_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, num_groups: int, iou_threshold: float,

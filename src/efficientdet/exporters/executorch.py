@@ -21,7 +21,6 @@ Needs ``pip install executorch`` (``pip install 'efficientdet[executorch]'``). R
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -29,33 +28,20 @@ from torch import Tensor
 
 from efficientdet.errors import ConfigError
 from efficientdet.export import DetectionGraph, ExportJob
-from efficientdet.ops.boxes import clip_boxes
 from efficientdet.ops.nms import greedy_nms
-from efficientdet.postprocess import PAD_LABEL, CandidateSource
-from efficientdet.structures import HeadOutputs
+from efficientdet.postprocess import Candidates
 
 
 class GreedyDetectionGraph(DetectionGraph):
     """:class:`~efficientdet.export.DetectionGraph` whose hard NMS is the greedy loop (no NMS operator needed)."""
 
-    def _hard_nms(self, outputs: HeadOutputs, clip_to: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        cfg = self.postprocess
-        b, _, k = outputs.cls_logits.shape
-        clip_to = self._clip_sizes(b, clip_to)
-        source = CandidateSource(outputs, self.anchors, cfg, clip_to)
-        cand = source.take(source.size)  # best first
-        class_aware = cfg.mode == "topk" and not cfg.class_agnostic and k > 1
-        threshold = cfg.score_threshold if cfg.score_threshold > 0 else -math.inf
-        d = cfg.max_detections
-        slots, scores, counts = greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, 0.0, threshold,
-                                           cand.label if class_aware else None)
+    def _select(self, cand: Candidates, groups: Tensor | None, num_groups: int,
+                threshold: float) -> tuple[Tensor, Tensor, Tensor]:
+        d = self.postprocess.max_detections
+        slots, _, counts = greedy_nms(cand.boxes, cand.score, d, self.postprocess.iou_threshold, 0.0, threshold,
+                                      groups)
         valid = torch.arange(d, device=counts.device)[None, :] < counts[:, None]
-        boxes = cand.boxes.gather(1, slots[..., None].expand(b, d, 4))
-        if cfg.mode == "global":  # the official code clips after NMS
-            boxes = clip_boxes(boxes, clip_to)
-        boxes = boxes * valid[..., None]
-        labels = torch.where(valid, cand.label.gather(1, slots), PAD_LABEL)
-        return boxes, scores * valid, labels, counts
+        return slots, valid, counts
 
 
 def metadata_path(path: str | Path) -> Path:
