@@ -178,11 +178,9 @@ def test_yolo_mutations(folders: dict[str, Path], cells: list[str], names: Any, 
 # --- CSV and OpenImages ----------------------------------------------------------------------------------------
 
 
-@SETTINGS
-@given(row=st.integers(0, 3), col=st.integers(0, 6), value=cell_text, data=st.data())
-def test_csv_mutations(folders: dict[str, Path], row: int, col: int, value: str, data: st.DataObject) -> None:
-    rows = [["image", "xmin", "ymin", "xmax", "ymax", "label"]] + [
-        [f"img{i}.jpg", "8", "6", "38", "26", ("cat", "dog")[i % 2]] for i in range(3)]
+def _mutated_csv(rows: list[list[str]], row: int, col: int, value: str, data: st.DataObject) -> str:
+    """``rows`` as CSV text with cell ``(row, col)`` replaced by ``value`` (a column past the end: one cell of
+    that row dropped), sometimes truncated."""
     cells = rows[row]
     if col < len(cells):
         cells[col] = value.replace(",", ";").replace("\n", " ").replace("\r", " ")
@@ -191,7 +189,15 @@ def test_csv_mutations(folders: dict[str, Path], row: int, col: int, value: str,
     text = "\n".join(",".join(r) for r in rows) + "\n"
     if data.draw(st.integers(0, 5), label="truncate?") == 0:
         text = _truncate(text, data)
-    (folders["csv"] / "boxes.csv").write_text(text)
+    return text
+
+
+@SETTINGS
+@given(row=st.integers(0, 3), col=st.integers(0, 6), value=cell_text, data=st.data())
+def test_csv_mutations(folders: dict[str, Path], row: int, col: int, value: str, data: st.DataObject) -> None:
+    rows = [["image", "xmin", "ymin", "xmax", "ymax", "label"]] + [
+        [f"img{i}.jpg", "8", "6", "38", "26", ("cat", "dog")[i % 2]] for i in range(3)]
+    (folders["csv"] / "boxes.csv").write_text(_mutated_csv(rows, row, col, value, data))
     loads_or_own_error(folders["csv"] / "boxes.csv", "csv")
 
 
@@ -200,13 +206,5 @@ def test_csv_mutations(folders: dict[str, Path], row: int, col: int, value: str,
 def test_openimages_mutations(folders: dict[str, Path], row: int, col: int, value: str, data: st.DataObject) -> None:
     rows = [OI_HEADER.split(",")] + [f"img{i},human,/m/{('cat', 'dog')[i % 2]},1,0.1,0.5,0.1,0.5,0".split(",")
                                      for i in range(3)]
-    cells = rows[row]
-    if col < len(cells):
-        cells[col] = value.replace(",", ";").replace("\n", " ").replace("\r", " ")
-    else:
-        del cells[data.draw(st.integers(0, len(cells) - 1), label="drop column")]
-    text = "\n".join(",".join(r) for r in rows) + "\n"
-    if data.draw(st.integers(0, 5), label="truncate?") == 0:
-        text = _truncate(text, data)
-    (folders["openimages"] / "train-annotations-bbox.csv").write_text(text)
+    (folders["openimages"] / "train-annotations-bbox.csv").write_text(_mutated_csv(rows, row, col, value, data))
     loads_or_own_error(folders["openimages"], "openimages")
