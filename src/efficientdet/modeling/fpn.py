@@ -16,7 +16,14 @@ import torch.nn.functional as F
 
 from efficientdet.config import FpnConfig, FpnNode
 from efficientdet.errors import ConfigError
-from efficientdet.modeling.layers import create_act, create_conv, create_downsample, create_norm
+from efficientdet.modeling.layers import (
+    can_fold,
+    create_act,
+    create_conv,
+    create_downsample,
+    create_norm,
+    fold_conv_norm,
+)
 
 FASTATTN_EPS = 1e-4
 """Added to the sum of fast-attention weights (official value)."""
@@ -168,6 +175,13 @@ class Resample(nn.Module):
             x = resample_to(x, size, self.pool, self.mode)
         return x
 
+    def fuse(self, *, for_onnx: bool = False) -> Resample:
+        """Inference form (eval mode, in place): the projection's BatchNorm folded into its 1x1 conv."""
+        if can_fold(self.conv, self.norm):
+            self.conv = fold_conv_norm(self.conv, self.norm)
+            self.norm = None
+        return self
+
 
 class FusionNode(nn.Module):
     """One pyramid node: resample inputs, fuse them, then act -> conv -> norm (or conv -> norm -> act)."""
@@ -186,32 +200,80 @@ class FusionNode(nn.Module):
         self.pre_act = None if cfg.conv_bn_act else create_act(cfg.act)
         self.conv = create_conv(cfg.channels, cfg.channels, 3, separable=cfg.separable_conv, pad_type=cfg.pad_type,
                                 bias=cfg.redundant_bias)
-        self.norm = create_norm(cfg.norm, cfg.channels)
+        self.norm: nn.Module = create_norm(cfg.norm, cfg.channels)
         self.post_act = create_act(cfg.act) if cfg.conv_bn_act else None
+        # set by fuse(): the normalised weights as fixed numbers, and how to apply them
+        self.fused = False
+        self.fixed_weights: list[float] | None = None
+        self.weights_as_conv = False
 
-    def fuse(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        """Weighted sum of same-shape inputs ``[B, C, H, W]`` as the node's weight method says."""
+    def fusion_weights(self, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+        """The normalised fusion weights ``[len(inputs)]`` in ``dtype`` (``None``: a plain sum).
+
+        ``attn``: softmax; ``fastattn``: ``relu(w) / (sum(relu(w)) + FASTATTN_EPS)`` (the official formulas).
+        """
         if self.weight is None:
+            return None
+        w = self.weight.to(dtype)
+        return torch.softmax(w, dim=0) if self.weight_method == "attn" else F.relu(w) / (F.relu(w).sum() + FASTATTN_EPS)
+
+    def combine(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Weighted sum of same-shape inputs ``[B, C, H, W]`` as the node's weight method says."""
+        if self.fused:
+            return self._combine_fixed(xs)
+        w = self.fusion_weights(xs[0].dtype)
+        if w is None:
             out = xs[0]
             for x in xs[1:]:
                 out = out + x
             return out
-        w = self.weight.to(xs[0].dtype)
-        w = torch.softmax(w, dim=0) if self.weight_method == "attn" else F.relu(w) / (F.relu(w).sum() + FASTATTN_EPS)
         out = xs[0] * w[0]
         for i in range(1, len(xs)):
             out = out + xs[i] * w[i]
         return out
 
+    def _combine_fixed(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`combine` with the weights fixed by :meth:`fuse` (inference only: it adds in place)."""
+        weights = self.fixed_weights
+        if weights is None:
+            x = xs[0] if len(xs) == 1 else xs[0] + xs[1]
+            for other in xs[2:]:
+                x = x.add_(other)
+            return x
+        if self.weights_as_conv:
+            # w * x as a 1 x 1 depthwise convolution (same products): exported graphs keep convolutions in
+            # onnxruntime's blocked layout, where a Mul by a scalar costs two layout conversions
+            c = int(xs[0].shape[1])
+            return sum(F.conv2d(xi, xi.new_full((c, 1, 1, 1), w), None, 1, 0, 1, c) for xi, w in zip(xs, weights))
+        x = xs[0] * weights[0]
+        for other, w in zip(xs[1:], weights[1:]):
+            x = x.add_(other, alpha=w)  # x + w * other in one pass over a tensor this node owns
+        return x
+
     def forward(self, feats: list[torch.Tensor], sizes: list[tuple[int, int]], min_level: int) -> torch.Tensor:
         size = sizes[self.level - min_level]
-        x = self.fuse([r(feats[i], size) for r, i in zip(self.resample, self.inputs)])
+        x = self.combine([r(feats[i], size) for r, i in zip(self.resample, self.inputs)])
         if self.pre_act is not None:
             x = self.pre_act(x)
         x = self.norm(self.conv(x))
         if self.post_act is not None:
             x = self.post_act(x)
         return x
+
+    def fuse(self, *, for_onnx: bool = False) -> FusionNode:
+        """Inference form (eval mode, in place; its resamplers fuse separately): the norm folded into the conv,
+        the fusion weights computed once from :meth:`fusion_weights`, inputs added in place.
+
+        ``for_onnx``: the weights applied as 1 x 1 depthwise convolutions (see :meth:`_combine_fixed`).
+        """
+        if can_fold(self.conv, self.norm):
+            self.conv = fold_conv_norm(self.conv, self.norm)
+            self.norm = nn.Identity()
+        w = self.fusion_weights()
+        self.fixed_weights = None if w is None else [float(v) for v in w.detach()]
+        self.weights_as_conv = for_onnx
+        self.fused = True
+        return self
 
 
 class FpnCell(nn.Module):
