@@ -35,6 +35,7 @@ from efficientdet.data.parsers._common import (
     relative_name,
     short_repr,
 )
+from efficientdet.data.parsers.formats import register_dataset_format
 from efficientdet.data.records import DetectionDataset
 from efficientdet.errors import DataError
 
@@ -263,4 +264,43 @@ def write_coco(dataset: DetectionDataset, ann_file: str | os.PathLike[str],
     return ann_file
 
 
-__all__ = ["load_coco", "write_coco", "coco_dict"]
+# --- registration ----------------------------------------------------------------------------------------
+
+
+def find_coco_json(folder: Path, split: str | None) -> Path | None:
+    """The COCO json of ``split`` in ``folder`` (or ``folder/annotations``), or the only json when no split."""
+    jsons = sorted(folder.glob("*.json")) + sorted(folder.glob("annotations/*.json"))
+    if split:
+        for pattern in (f"instances_{split}.json", f"{split}.json", f"instances_{split}*.json", f"*{split}*.json"):
+            hits = [p for p in jsons if p.match(pattern)]
+            if hits:
+                return hits[0]
+        return None
+    if len(jsons) == 1:
+        return jsons[0]
+    return None
+
+
+def _detect(path: Path, split: str | None) -> Path | None:
+    if path.is_file():
+        return path if path.suffix.lower() == ".json" else None
+    return find_coco_json(path, split)
+
+
+def _load(target: Path, split: str | None, *, problems: list[ParseProblem] | None, **kwargs: Any) -> DetectionDataset:
+    if target.is_dir():
+        found = find_coco_json(target, split)
+        if found is None:
+            raise DataError(f"{target}: no COCO json found{f' for split {split!r}' if split else ''}")
+        target = found
+    return load_coco(target, problems=problems, **kwargs)
+
+
+def _save(dataset: DetectionDataset, path: Path, split: str, **kwargs: Any) -> Path:
+    return write_coco(dataset, path, **kwargs)
+
+
+register_dataset_format("coco", detect=_detect, load=_load, save=_save, description="a COCO .json", priority=-1)
+
+
+__all__ = ["load_coco", "write_coco", "coco_dict", "find_coco_json"]

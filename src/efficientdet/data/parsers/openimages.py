@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from efficientdet.data.parsers._common import (
     place_image,
     read_csv,
 )
+from efficientdet.data.parsers.formats import register_dataset_format
 from efficientdet.data.records import DetectionDataset
 from efficientdet.errors import DataError
 
@@ -247,4 +249,38 @@ def write_openimages(
     return folder
 
 
-__all__ = ["load_openimages", "write_openimages", "read_class_descriptions", "find_openimages_files"]
+# --- registration ----------------------------------------------------------------------------------------
+
+OPENIMAGES_COLUMNS = frozenset({"ImageID", "LabelName", "XMin"})
+"""Header columns that mark an OpenImages boxes csv (a plain box csv has none of them)."""
+
+
+def is_openimages_csv(path: Path) -> bool:
+    """Whether the csv file ``path`` has the OpenImages boxes header."""
+    rows = read_csv(path, "CSV file")
+    header = rows[0][1] if rows else []
+    return OPENIMAGES_COLUMNS <= {h.strip() for h in header}
+
+
+def _detect(path: Path, split: str | None) -> Path | None:
+    if path.is_file():
+        return path if path.suffix.lower() == ".csv" and is_openimages_csv(path) else None
+    if any(path.glob("*bbox*.csv")):
+        return path
+    csvs = sorted(path.glob(f"{split}.csv" if split else "*.csv"))  # a lone boxes csv under another name
+    return csvs[0] if len(csvs) == 1 and is_openimages_csv(csvs[0]) else None
+
+
+def _load(target: Path, split: str | None, *, problems: list[ParseProblem] | None, **kwargs: Any) -> DetectionDataset:
+    return load_openimages(target, problems=problems, **kwargs)
+
+
+def _save(dataset: DetectionDataset, path: Path, split: str, **kwargs: Any) -> Path:
+    return write_openimages(dataset, path, **kwargs)
+
+
+register_dataset_format("openimages", detect=_detect, load=_load, save=_save,
+                        description="an OpenImages boxes .csv (or a folder with *bbox*.csv)", splits=False, priority=1)
+
+
+__all__ = ["is_openimages_csv", "load_openimages", "write_openimages", "read_class_descriptions", "find_openimages_files"]

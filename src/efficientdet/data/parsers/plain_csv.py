@@ -15,6 +15,7 @@ import csv
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from efficientdet.data.parsers._common import (
     EntryError,
@@ -27,6 +28,8 @@ from efficientdet.data.parsers._common import (
     read_csv,
     relative_name,
 )
+from efficientdet.data.parsers.formats import register_dataset_format
+from efficientdet.data.parsers.openimages import is_openimages_csv
 from efficientdet.data.records import DetectionDataset
 from efficientdet.errors import DataError
 
@@ -154,6 +157,29 @@ def write_csv(dataset: DetectionDataset, csv_file: str | os.PathLike[str],
             for box, label, ign in zip(rec.boxes.tolist(), rec.labels.tolist(), rec.ignore.tolist(), strict=True):
                 out.writerow([name, *(fmt_number(v) for v in box), dataset.label_names[label], int(ign)])
     return csv_file
+
+
+# --- registration ----------------------------------------------------------------------------------------
+
+
+def _detect(path: Path, split: str | None) -> Path | None:
+    if path.is_file():
+        return path if path.suffix.lower() == ".csv" and not is_openimages_csv(path) else None
+    csvs = sorted(path.glob(f"{split}.csv" if split else "*.csv"))
+    return csvs[0] if len(csvs) == 1 and not is_openimages_csv(csvs[0]) else None
+
+
+def _load(target: Path, split: str | None, *, problems: list[ParseProblem] | None, **kwargs: Any) -> DetectionDataset:
+    if target.is_dir():
+        target = target / f"{split or 'annotations'}.csv"
+    return load_csv(target, problems=problems, **kwargs)
+
+
+def _save(dataset: DetectionDataset, path: Path, split: str, **kwargs: Any) -> Path:
+    return write_csv(dataset, path, **kwargs)
+
+
+register_dataset_format("csv", detect=_detect, load=_load, save=_save, description="a box .csv", priority=-2)
 
 
 __all__ = ["load_csv", "write_csv"]

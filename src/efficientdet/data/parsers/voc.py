@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from efficientdet.data.parsers._common import (
     BACKGROUND_NAMES,
@@ -36,6 +37,7 @@ from efficientdet.data.parsers._common import (
     place_image,
     read_text,
 )
+from efficientdet.data.parsers.formats import register_dataset_format
 from efficientdet.data.records import DetectionDataset, ImageRecord
 from efficientdet.errors import DataError
 
@@ -240,6 +242,27 @@ def write_voc(
     (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     (root / "class_names.txt").write_text("".join(f"{n}\n" for n in dataset.label_names), encoding="utf-8")
     return root
+
+
+# --- registration ----------------------------------------------------------------------------------------
+
+
+def _detect(path: Path, split: str | None) -> Path | None:
+    if path.is_dir() and ((path / "Annotations").is_dir() or any(path.glob("VOC20*")) or (path / "VOCdevkit").is_dir()):
+        return path
+    return None
+
+
+def _load(target: Path, split: str | None, *, problems: list[ParseProblem] | None, **kwargs: Any) -> DetectionDataset:
+    return load_voc(target, split or "trainval", problems=problems, **kwargs)
+
+
+def _save(dataset: DetectionDataset, path: Path, split: str, **kwargs: Any) -> Path:
+    return write_voc(dataset, path, split, **kwargs)
+
+
+register_dataset_format("voc", detect=_detect, load=_load, save=_save, description="a VOC folder", splits=True,
+                        priority=2)
 
 
 __all__ = ["VOC_CLASSES", "load_voc", "write_voc"]

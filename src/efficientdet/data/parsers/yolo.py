@@ -31,6 +31,7 @@ from efficientdet.data.parsers._common import (
     place_image,
     read_text,
 )
+from efficientdet.data.parsers.formats import register_dataset_format
 from efficientdet.data.records import DetectionDataset
 from efficientdet.errors import DataError
 
@@ -253,6 +254,30 @@ def write_yolo(
     yaml_file.parent.mkdir(parents=True, exist_ok=True)
     yaml_file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return yaml_file
+
+
+# --- registration ----------------------------------------------------------------------------------------
+
+DATA_YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml")
+"""File names that mark a YOLO dataset folder."""
+
+
+def _detect(path: Path, split: str | None) -> Path | None:
+    if path.is_file():
+        return path if path.suffix.lower() in (".yaml", ".yml") else None
+    return next((path / name for name in DATA_YAML_NAMES if (path / name).is_file()), None)
+
+
+def _load(target: Path, split: str | None, *, problems: list[ParseProblem] | None, **kwargs: Any) -> DetectionDataset:
+    return load_yolo(target, split or "train", problems=problems)
+
+
+def _save(dataset: DetectionDataset, path: Path, split: str, **kwargs: Any) -> Path:
+    return write_yolo(dataset, path, split, **kwargs)
+
+
+register_dataset_format("yolo", detect=_detect, load=_load, save=_save, description="a YOLO data.yaml", splits=True,
+                        priority=3)
 
 
 __all__ = ["load_yolo", "write_yolo", "label_path"]
