@@ -6,12 +6,15 @@ with label smoothing applied to the BCE target only, or effdet's legacy form (sa
 through ``exp(gamma * (-t * x - log1p(exp(-x))))``; no label smoothing). Anchors with class target
 :data:`~efficientdet.training.assigner.IGNORE` do not count.
 
-Box loss on positive anchors (``LossConfig.box_loss``):
+Box loss on positive anchors (``LossConfig.box_loss``, a name in the box-loss registry,
+:func:`register_box_loss`):
 
 - ``huber`` (official, ``delta`` 0.1) or ``smooth_l1`` (``beta = delta``) on the encoded ``(ty, tx, th, tw)``,
   summed and divided by ``4 * (sum(num_positives) + 1)``; total ``= cls + box_loss_weight * box``;
 - ``iou`` / ``giou`` / ``diou`` / ``ciou`` on the decoded boxes (``1 - IoU`` etc.), summed and divided by
   ``sum(num_positives) + 1``; total ``= cls + iou_loss_weight * box``.
+
+A registered loss says which of the two it works on (``decoded``); the normalisation and weight follow.
 
 The official box loss masks every coordinate whose target is exactly 0 (``box_targets != 0``), which also
 drops the loss of a box centred exactly on its anchor; here the mask is "positive anchor" instead, the same
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +42,8 @@ from efficientdet.ops.boxes import paired_box_iou
 from efficientdet.structures import HeadOutputs, Targets
 from efficientdet.training.assigner import IGNORE, AssignedTargets, assign_targets
 
-BOX_LOSSES = ("huber", "smooth_l1", "iou", "giou", "diou", "ciou")
 IOU_LOSSES = ("iou", "giou", "diou", "ciou")
+"""The IoU family of :func:`iou_loss` (each also a registered box loss)."""
 
 MAX_LOG_SCALE = math.log(1000.0 / 16)
 """Clamp of predicted ``th`` / ``tw`` when decoding boxes for the IoU losses (keeps ``exp`` finite)."""
@@ -114,22 +119,96 @@ def _class_loss(logits: Tensor, cls_targets: Tensor, cfg: LossConfig) -> Tensor:
     return total + correction.sum()
 
 
+# --- box losses: a registry ------------------------------------------------------------------------------
+
+BoxLossFn = Callable[[Tensor, Tensor, LossConfig], Tensor]
+
+
+@dataclass(frozen=True)
+class BoxLoss:
+    """A registered box regression loss.
+
+    ``fn(pred [P, 4], target [P, 4], cfg) -> Tensor``: the loss summed over the ``P`` positive anchors (a
+    float32 scalar). ``decoded=False``: ``pred`` / ``target`` are the encoded ``(ty, tx, th, tw)`` (the sum
+    is divided by ``4 * normalizer`` and weighted by ``cfg.box_loss_weight``); ``decoded=True``: they are
+    xyxy boxes decoded against their anchors (divided by ``normalizer``, weighted by ``cfg.iou_loss_weight``).
+    """
+
+    name: str
+    fn: BoxLossFn
+    decoded: bool = False
+
+
+_BOX_LOSSES: dict[str, BoxLoss] = {}
+
+
+def register_box_loss(name: str, fn: BoxLossFn | None = None, *, decoded: bool = False,
+                      replace: bool = False) -> Callable[[BoxLossFn], BoxLossFn] | BoxLossFn:
+    """Add a box loss selectable as ``LossConfig(box_loss=name)`` (see :class:`BoxLoss` for ``fn``).
+
+    Use it as a call, ``register_box_loss("l1", fn)``, or a decorator, ``@register_box_loss("l1")``.
+    A taken name is a :class:`~efficientdet.errors.ConfigError` unless ``replace=True``.
+    """
+
+    def add(f: BoxLossFn) -> BoxLossFn:
+        if name in _BOX_LOSSES and not replace:
+            raise ConfigError(f"box loss {name!r} is already registered; pass replace=True to swap it")
+        _BOX_LOSSES[name] = BoxLoss(name, f, decoded)
+        return f
+
+    return add if fn is None else add(fn)
+
+
+def unregister_box_loss(name: str) -> None:
+    """Remove a registered box loss (for tests and plugins that clean up after themselves)."""
+    _BOX_LOSSES.pop(name, None)
+
+
+def box_loss_names() -> tuple[str, ...]:
+    """The registered box losses, in registration order."""
+    return tuple(_BOX_LOSSES)
+
+
+def get_box_loss(name: str) -> BoxLoss:
+    """The box loss registered as ``name``; a :class:`~efficientdet.errors.ConfigError` naming the choices otherwise."""
+    loss = _BOX_LOSSES.get(name)
+    if loss is None:
+        raise ConfigError(f"loss.box_loss {name!r} is unknown; use one of {', '.join(_BOX_LOSSES)} "
+                          "(or add one with efficientdet.training.losses.register_box_loss)")
+    return loss
+
+
+def _huber(pred: Tensor, target: Tensor, cfg: LossConfig) -> Tensor:
+    return F.huber_loss(pred, target, reduction="sum", delta=cfg.delta)
+
+
+def _smooth_l1(pred: Tensor, target: Tensor, cfg: LossConfig) -> Tensor:
+    return F.smooth_l1_loss(pred, target, reduction="sum", beta=cfg.delta)
+
+
+def _iou_family(pred_boxes: Tensor, target_boxes: Tensor, cfg: LossConfig, kind: str) -> Tensor:
+    return iou_loss(pred_boxes, target_boxes, kind).sum()
+
+
+register_box_loss("huber", _huber)
+register_box_loss("smooth_l1", _smooth_l1)
+for _kind in IOU_LOSSES:
+    register_box_loss(_kind, partial(_iou_family, kind=_kind), decoded=True)
+
+
 def _box_loss(deltas: Tensor, box_targets: Tensor, positive: Tensor, anchors: Tensor, cfg: LossConfig) -> Tensor:
     """Summed box loss over positive anchors: ``deltas``, ``box_targets [B, N, 4]``, ``positive [B, N]``."""
+    loss = get_box_loss(cfg.box_loss)
     pred, target = deltas.float()[positive], box_targets.float()[positive]  # [P, 4]
-    if cfg.box_loss == "huber":
-        return F.huber_loss(pred, target, reduction="sum", delta=cfg.delta)
-    if cfg.box_loss == "smooth_l1":
-        return F.smooth_l1_loss(pred, target, reduction="sum", beta=cfg.delta)
-    pos_anchors = anchors.float().expand(positive.shape[0], -1, -1)[positive]
-    pred_boxes = decode(pred, pos_anchors, max_log_scale=MAX_LOG_SCALE)
-    return iou_loss(pred_boxes, decode(target, pos_anchors), cfg.box_loss).sum()
+    if loss.decoded:
+        pos_anchors = anchors.float().expand(positive.shape[0], -1, -1)[positive]
+        pred, target = decode(pred, pos_anchors, max_log_scale=MAX_LOG_SCALE), decode(target, pos_anchors)
+    return loss.fn(pred, target, cfg)
 
 
 def check_loss_config(cfg: LossConfig) -> None:
     """Raise :class:`ConfigError` for loss settings that cannot work together."""
-    if cfg.box_loss not in BOX_LOSSES:
-        raise ConfigError(f"loss.box_loss {cfg.box_loss!r} is unknown; use one of {', '.join(BOX_LOSSES)}")
+    get_box_loss(cfg.box_loss)
     if cfg.legacy_focal and cfg.label_smoothing > 0:
         raise ConfigError("loss.label_smoothing needs the official focal loss; set loss.legacy_focal to false")
     if not 0 <= cfg.label_smoothing < 1:
@@ -158,7 +237,7 @@ def detection_loss(
         normalizer = assigned.num_positives.sum() + 1.0
     cls_loss = _class_loss(logits, assigned.cls_targets, cfg) / normalizer
     box_sum = _box_loss(deltas, assigned.box_targets, assigned.cls_targets >= 0, anchors, cfg)
-    if cfg.box_loss in IOU_LOSSES:
+    if get_box_loss(cfg.box_loss).decoded:
         box_loss = box_sum / normalizer
         total = cls_loss + cfg.iou_loss_weight * box_loss
     else:
@@ -197,8 +276,12 @@ class DetectionLoss(nn.Module):
 
 
 __all__ = [
-    "BOX_LOSSES",
     "IOU_LOSSES",
+    "BoxLoss",
+    "register_box_loss",
+    "unregister_box_loss",
+    "box_loss_names",
+    "get_box_loss",
     "MAX_LOG_SCALE",
     "focal_loss",
     "focal_loss_legacy",
