@@ -266,6 +266,9 @@ class FusionNode(nn.Module):
 
         ``for_onnx``: the weights applied as 1 x 1 depthwise convolutions (see :meth:`_combine_fixed`).
         """
+        if self.training:
+            raise RuntimeError("FusionNode.fuse() makes an inference-only node (fixed weights, in-place adds); "
+                               "call .eval() first, and train the unfused model")
         if can_fold(self.conv, self.norm):
             self.conv = fold_conv_norm(self.conv, self.norm)
             self.norm = nn.Identity()
