@@ -12,13 +12,6 @@ relative) for any input size, faster. The original model is not changed. What ch
   into their (pointwise) convs. The heads share their convolutions across levels but keep one norm per
   level, so each level gets its own folded copy of the pointwise conv (the depthwise conv stays shared).
 - **Fixed fusion weights.** The normalised fusion weights of every pyramid node are computed once.
-
-The library's own modules own their inference form: each has a ``fuse(for_onnx=...)`` method that returns
-the module to use instead (itself, changed in place, or a new one), as timm's ``reparameterize_model`` does
-(:meth:`~efficientdet.modeling.fpn.Resample.fuse`, :meth:`~efficientdet.modeling.fpn.FusionNode.fuse`,
-:meth:`~efficientdet.modeling.heads.Head.fuse`). This module only walks the model and calls them
-(:func:`fuse_modules`), and swaps timm's layers in the backbone for their faster equivalents.
-The rest:
 - **Static TF-SAME padding.** timm's ``Conv2dSame`` / ``MaxPool2dSame`` copy the whole input into a padded
   tensor (``F.pad``) at every call. The same result comes without the copy: a convolution whose SAME
   padding is asymmetric (``right = left + 1``, stride-2 layers on even sizes) runs with symmetric padding
@@ -31,6 +24,14 @@ The rest:
 - **Head outputs in anchor order.** The last (pointwise) conv of each separable prediction layer runs
   as a matrix product on the NHWC view of its input, so no layout conversion of the largest tensor
   (the class logits) is needed, in PyTorch or in exported graphs (see :class:`FoldedHead`).
+
+Who does what: the library's own modules own their inference form. Each has a ``fuse(*, for_onnx=False)``
+method that returns the module to use instead (itself, changed in place, or a new one), as timm's
+``reparameterize_model`` does: :meth:`~efficientdet.modeling.fpn.Resample.fuse`,
+:meth:`~efficientdet.modeling.fpn.FusionNode.fuse`, :meth:`~efficientdet.modeling.heads.Head.fuse` (which
+gives a :class:`~efficientdet.modeling.heads.FoldedHead`). This module only walks the model and calls them
+(:func:`fuse_modules`), and, in the timm backbone, folds the traced conv -> BatchNorm pairs and swaps timm's
+layers for the faster equivalents above.
 
 Gradients are off and the norms are gone: an optimised model is for inference only (train and save the
 original). Norms that are not BatchNorm (GroupNorm, LayerNorm) are kept as they are.
