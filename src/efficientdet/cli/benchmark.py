@@ -46,13 +46,11 @@ def run(args: argparse.Namespace) -> int:
         if len(args.image_size) not in (1, 2):
             raise ConfigError(f"--image-size takes one size or H W, got {args.image_size}")
         size = (args.image_size[0], args.image_size[-1])
-    if args.model is None and args.checkpoint is None:
-        raise ConfigError("give --model NAME and/or --checkpoint FILE to benchmark")
     results = benchmark(args.model, batch_sizes=args.batch_sizes, image_size=size, device=args.device,
                         dtype=args.dtype, channels_last=args.channels_last, compile=args.compile,
                         optimize=args.optimize, backend=args.backend, threads=args.threads, warmup=args.warmup, iters=args.iters,
                         stages=args.stages, onnx_path=args.onnx, pretrained=args.pretrained,
-                        checkpoint=args.checkpoint)
+                        checkpoint=args.checkpoint, spinning=False)
     if not args.json:
         print(format_table(results))
         print()

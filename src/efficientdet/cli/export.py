@@ -49,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
     from efficientdet.export import SUFFIXES, export_model, read_metadata
     from efficientdet.predict import load_model, resolve_device
 
-    if args.model is None and args.checkpoint is None:
-        raise ConfigError("give --model NAME or --checkpoint FILE (see `efficientdet models` for names)")
     size = None
     if args.image_size is not None:
         if len(args.image_size) not in (1, 2):

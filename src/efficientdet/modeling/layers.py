@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 from timm.layers import create_conv2d, create_pool2d, get_act_layer
 
-from efficientdet.config import NormConfig
+from efficientdet.config import NormConfig, NormKind, choices
 from efficientdet.errors import ConfigError
 
-NORM_KINDS = ("batchnorm", "syncbatchnorm", "frozenbatchnorm", "groupnorm", "layernorm")
+NORM_KINDS = choices(NormKind)
 
 
 def create_act(name: str) -> nn.Module:
