@@ -35,12 +35,17 @@ NmsMethod = Literal["hard", "soft"]
 Interpolation = Literal["bilinear", "nearest", "bicubic"]
 Recipe = Literal["auto", "finetune", "official"]
 AmpMode = Literal["none", "bf16", "fp16"]
+Precision = Literal["float32", "float16", "bfloat16"]
 ClipMode = Literal["norm", "value", "agc"]
 
 
 def choices(literal: Any) -> tuple[str, ...]:
     """The values of a ``Literal`` choice type, e.g. ``choices(NmsMethod) == ("hard", "soft")``."""
     return tuple(typing.get_args(literal))
+
+
+PRECISIONS = choices(Precision)
+"""Inference number formats offered by the commands (``--dtype``); :mod:`efficientdet.precision` maps them."""
 
 
 @functools.cache

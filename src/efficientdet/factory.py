@@ -135,6 +135,20 @@ def resolve_model(
     return net
 
 
+def model_config(source: ModelSource) -> DetectorConfig:
+    """The config that a registered name, a :class:`DetectorConfig`, a model config file (``.yaml``/``.json``) or
+    a weights file recording its config describes, without building a model (e.g. for anchors or the input size)."""
+    if isinstance(source, DetectorConfig):
+        return source
+    if Path(source).suffix in CONFIG_SUFFIXES:
+        return load_config_file(source)
+    if Path(source).suffix in WEIGHT_SUFFIXES:
+        return _base_config(*_open_source(None, source, None), None)
+    from efficientdet import registry
+
+    return registry.get_config(str(source))
+
+
 def warn_random_weights(name: str) -> None:
     """Log that model ``name`` runs with random weights: its detections, metrics and post-processing times
     are not a trained model's. Called where a model is built for results (predict, validate, export,
@@ -163,7 +177,7 @@ def _open_source(source: ModelSource | None, checkpoint_path: str | os.PathLike[
                                            + WEIGHT_SUFFIXES):
         path = Path(source)
         if path.suffix in CONFIG_SUFFIXES:
-            source = load_config_file(path)
+            source = model_config(path)
         elif path.suffix in WEIGHT_SUFFIXES:
             if checkpoint_path is not None:
                 raise ConfigError(f"got weights {path} and checkpoint_path={checkpoint_path}; pass one")
@@ -287,5 +301,5 @@ def load_config_file(path: str | Path) -> DetectorConfig:
     return replace_nested(config, **flatten_changes(config, data))
 
 
-__all__ = ["create_model", "resolve_model", "load_weights", "load_config_file", "warn_random_weights",
+__all__ = ["create_model", "resolve_model", "model_config", "load_weights", "load_config_file", "warn_random_weights",
            "WEIGHT_SUFFIXES", "CONFIG_SUFFIXES"]

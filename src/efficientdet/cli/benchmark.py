@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from efficientdet.cli.options import add_model_options
+from efficientdet.config import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, nargs="+", metavar="PX", help="input H W (or one size); default the "
                                                                            "model's")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    p.add_argument("--dtype", choices=PRECISIONS, default="float32")
     p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None,
                    help="torch backend: BatchNorm folded into the convs, copy-free TF padding (same outputs; "
                         "default: on for the CPU)")

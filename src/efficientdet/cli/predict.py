@@ -10,6 +10,7 @@ import argparse
 import os
 
 from efficientdet.cli.options import add_model_options, add_output_option
+from efficientdet.config import PRECISIONS, NmsMethod, choices
 
 SCORE_THRESHOLD = 0.25
 """Default ``--score-threshold`` (pass 0.001 for COCO evaluation)."""
@@ -31,14 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", nargs="+", metavar="CLASS", help="only these classes (names or indices)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    p.add_argument("--dtype", choices=PRECISIONS, default="float32")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="inference engine; onnxruntime exports the model once first (tens of seconds; cached for "
                         "later runs) and is the fastest on CPUs (an .onnx --checkpoint always runs with onnxruntime)")
     p.add_argument("--no-optimize", action="store_true",
                    help="torch backend: run the model as built, without folding BatchNorm into the convs")
     p.add_argument("--max-detections", type=int, help="per image (default: the model's, 100)")
-    p.add_argument("--nms", choices=("hard", "soft"), help="NMS method (default: the model's)")
+    p.add_argument("--nms", choices=choices(NmsMethod), help="NMS method (default: the model's)")
     p.add_argument("--tile", type=int, metavar="PX", help="sliced inference on PX x PX tiles (small objects in large "
                                                           "images)")
     p.add_argument("--tile-overlap", type=float, default=0.2, help="overlap of neighbouring tiles (default 0.2)")
