@@ -55,10 +55,6 @@ from efficientdet.structures import Detections, HeadOutputs, ImageBatch
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-"""Weight files that ``Predictor("file")`` takes as a checkpoint."""
-
-
 def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | None = None, *,
                pretrained: bool = True) -> EfficientDet:
     """A detector from a registered name (with its published weights when ``pretrained``) or a checkpoint.
@@ -642,7 +638,6 @@ __all__ = [
     "DTYPES",
     "BACKENDS",
     "COMPILE_MODES",
-    "CHECKPOINT_SUFFIXES",
     "resolve_device",
     "resolve_dtype",
     "load_model",
