@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "create_model": "efficientdet.factory",
-    "load_weights": "efficientdet.factory",
+    "load_weights": "efficientdet.weights.checkpoint",
     "list_models": "efficientdet.registry",
     "get_config": "efficientdet.registry",
     "get_weights": "efficientdet.registry",

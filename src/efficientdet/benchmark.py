@@ -153,12 +153,14 @@ def benchmark(
     onnx_path: str | os.PathLike[str] | None = None,
     pretrained: bool = False,
     checkpoint: str | os.PathLike[str] | None = None,
+    spinning: bool = True,
 ) -> list[BenchmarkResult]:
     """Time ``model`` (a name, random weights unless ``pretrained`` / ``checkpoint``) per batch size and stage.
 
     ``backend="onnxruntime"`` exports the model to ONNX (dynamic batch, the model's NMS; cached, see
     :func:`~efficientdet.predict.exported_backend`) unless ``onnx_path`` gives one. ``threads`` sets
-    PyTorch's (and onnxruntime's) intra-op threads.
+    PyTorch's (and onnxruntime's) intra-op threads; ``spinning``: onnxruntime's threads busy-wait for work
+    (:func:`~efficientdet.predict.session_options`; the CLI turns it off).
     ``optimize`` / ``channels_last`` / ``compile``: as :class:`~efficientdet.predict.TorchBackend` takes them
     (``None``: its defaults, the inference copy of :func:`~efficientdet.fast.optimize_for_inference` in NHWC
     on the CPU).
@@ -199,9 +201,9 @@ def benchmark(
         if backend == "torch":
             engine = TorchBackend(net, dev, torch_dtype, channels_last, compile, optimize)
         elif onnx_path is None:  # exported at the benchmark's size (in the config), cached like Predictor's
-            engine = exported_backend(net, dev, n_threads)
+            engine = exported_backend(net, dev, n_threads, spinning=spinning)
         else:
-            engine = OnnxRuntimeBackend(onnx_path, dev, threads=n_threads)
+            engine = OnnxRuntimeBackend(onnx_path, dev, threads=n_threads, spinning=spinning)
         predictor = Predictor(engine, batch_size=max(batch_sizes))
         gen = torch.Generator().manual_seed(0)
         for bs in batch_sizes:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from efficientdet.errors import ConfigError
 
@@ -23,16 +25,75 @@ PRIOR_PROB = 0.01
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# The string choices of the configs: each field typed with one of these is checked when the config is built
+# (:func:`check_choices`); code that uses the value never checks it again. ``choices(NmsMethod)`` lists them.
+NormKind = Literal["batchnorm", "syncbatchnorm", "frozenbatchnorm", "groupnorm", "layernorm"]
+FpnTopology = Literal["bifpn", "pan", "qufpn"]
+FusionWeighting = Literal["fastattn", "attn", "sum"]
+PostprocessMode = Literal["topk", "global"]
+NmsMethod = Literal["hard", "soft"]
+Interpolation = Literal["bilinear", "nearest", "bicubic"]
+Recipe = Literal["auto", "finetune", "official"]
+AmpMode = Literal["none", "bf16", "fp16"]
+Precision = Literal["float32", "float16", "bfloat16"]
+ClipMode = Literal["norm", "value", "agc"]
+
+
+def choices(literal: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` choice type, e.g. ``choices(NmsMethod) == ("hard", "soft")``."""
+    return tuple(typing.get_args(literal))
+
+
+PRECISIONS = choices(Precision)
+"""Inference number formats offered by the commands (``--dtype``); :mod:`efficientdet.precision` maps them."""
+
+
+@functools.cache
+def _choice_fields(cls: type) -> dict[str, tuple[tuple[Any, ...], bool]]:
+    """``field -> (allowed values, None allowed)`` for the ``Literal``-typed fields of a config dataclass."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        literal = next((a for a in (hint, *args) if typing.get_origin(a) is Literal), None)
+        if literal is not None:
+            out[name] = (typing.get_args(literal), optional)
+    return out
+
+
+def check_choices(config: Any) -> None:
+    """:class:`ConfigError` naming the field (and the closest allowed values) when a ``Literal``-typed field of
+    ``config`` holds another value. Called by every config's ``__post_init__``."""
+    where = getattr(config, "WHERE", type(config).__name__ + ".{}")
+    for name, (allowed, optional) in _choice_fields(type(config)).items():
+        value = getattr(config, name)
+        if value in allowed or (optional and value is None):
+            continue
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=3, cutoff=0.5)
+        hint = f". Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(f"{where.format(name)}={value!r}: choose one of {', '.join(map(str, allowed))}{hint}")
+
+
+class _Checked:
+    """Mixin: the choices of a frozen config are checked on construction (and on every ``replace``)."""
+
+    WHERE: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
 
 @dataclass(frozen=True)
-class NormConfig:
+class NormConfig(_Checked):
     """A normalisation layer.
 
     ``kind``: ``batchnorm`` | ``syncbatchnorm`` | ``frozenbatchnorm`` | ``groupnorm`` | ``layernorm``.
     ``eps`` and ``momentum`` use PyTorch's meaning (momentum 0.01 == TF decay 0.99).
     """
 
-    kind: str = "batchnorm"
+    WHERE: ClassVar[str] = "norm.{}"
+
+    kind: NormKind = "batchnorm"
     eps: float = 1e-3
     momentum: float = 0.01
     groups: int = 8  # groupnorm only
@@ -54,20 +115,22 @@ class BackboneConfig:
 
 
 @dataclass(frozen=True)
-class FpnNode:
+class FpnNode(_Checked):
     """One fusion node of a feature pyramid: fuses the running features ``inputs`` at pyramid ``level``.
 
     ``inputs`` index the running feature list, which starts as ``[P_min .. P_max]`` and grows by one
     entry per node. ``weight_method``: ``fastattn`` | ``attn`` (softmax) | ``sum``.
     """
 
+    WHERE: ClassVar[str] = "fpn.nodes[].{}"
+
     level: int
     inputs: tuple[int, ...]
-    weight_method: str = "fastattn"
+    weight_method: FusionWeighting = "fastattn"
 
 
 @dataclass(frozen=True)
-class FpnConfig:
+class FpnConfig(_Checked):
     """The feature pyramid (BiFPN, PAN or QuadFPN, given as data).
 
     ``topology``: ``bifpn`` | ``pan`` | ``qufpn``, expanded by :func:`efficientdet.modeling.fpn.fpn_topology`
@@ -77,8 +140,10 @@ class FpnConfig:
     norm (official ``conv_bn_act_pattern``) instead of before the conv.
     """
 
-    topology: str = "bifpn"
-    weight_method: str = "fastattn"
+    WHERE: ClassVar[str] = "fpn.{}"
+
+    topology: FpnTopology = "bifpn"
+    weight_method: FusionWeighting = "fastattn"
     nodes: tuple[FpnNode, ...] | None = None
     channels: int = 64
     repeats: int = 3
@@ -167,7 +232,7 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class PostprocessConfig:
+class PostprocessConfig(_Checked):
     """Turning head outputs into detections.
 
     ``mode``: ``topk`` (effdet: top-k over anchors x classes, per-class NMS) or ``global`` (official:
@@ -178,8 +243,10 @@ class PostprocessConfig:
     class-agnostic by definition).
     """
 
-    mode: str = "topk"
-    nms: str = "hard"
+    WHERE: ClassVar[str] = "postprocess.{}"
+
+    mode: PostprocessMode = "topk"
+    nms: NmsMethod = "hard"
     iou_threshold: float = 0.5
     soft_nms_sigma: float = 0.5
     score_threshold: float = 0.0
@@ -187,9 +254,20 @@ class PostprocessConfig:
     max_detections: int = 100
     class_agnostic: bool = False
 
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.nms == "soft" and self.soft_nms_sigma <= 0:
+            raise ConfigError(f"postprocess.soft_nms_sigma must be > 0 for soft NMS, got {self.soft_nms_sigma}")
+        if self.max_detections < 1:
+            raise ConfigError(f"postprocess.max_detections must be >= 1, got {self.max_detections}")
+        if self.max_detection_points < 1:
+            raise ConfigError(f"postprocess.max_detection_points must be >= 1, got {self.max_detection_points}")
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ConfigError(f"postprocess.score_threshold must be in [0, 1), got {self.score_threshold}")
+
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(_Checked):
     """Input preprocessing: letterbox resize to ``image_size`` (H, W), then normalise.
 
     ``mean`` / ``std`` in the 0..1 pixel range. ``fill``: padding value as ``mean`` or a 0..255 number.
@@ -198,8 +276,10 @@ class PreprocessConfig:
     image_size: tuple[int, int] = (512, 512)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    WHERE: ClassVar[str] = "preprocess.{}"
+
     fill: str | float = "mean"
-    interpolation: str = "bilinear"
+    interpolation: Interpolation = "bilinear"
 
 
 @dataclass(frozen=True)
@@ -292,7 +372,7 @@ class TrainConfig:
     random_erasing: float = 0.0
     # optimisation
     epochs: int = 300
-    recipe: str = "auto"
+    recipe: Recipe = "auto"
     optimizer: str = "momentum"
     lr: float | None = None
     lr_base: float = 0.08
@@ -305,14 +385,14 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     lr_noise: tuple[float, ...] | None = None
     clip_grad: float | None = 10.0
-    clip_mode: str = "norm"
+    clip_mode: ClipMode = "norm"
     grad_accum: int = 1
     ema: bool = True
     ema_decay: float | None = None
     bn_momentum: float | None = None
     # execution
     device: str = "auto"
-    amp: str = "none"
+    amp: AmpMode = "none"
     channels_last: bool = True
     compile: bool = False
     grad_checkpointing: bool = False
@@ -329,6 +409,8 @@ class TrainConfig:
     tensorboard: bool = False
     max_nonfinite_steps: int = 10
     progress: bool = True
+
+    WHERE: ClassVar[str] = "train setting {}"
 
     def __post_init__(self) -> None:
         # accept a mapping or pairs for model_overrides, and lists for the tuple fields
@@ -374,9 +456,8 @@ _TRAIN_LIMITS: dict[str, tuple[type, float | None, float | None, bool]] = {
 _TRAIN_OPTIONAL = ("lr", "clip_grad", "warmup_epochs", "ema_decay", "bn_momentum")
 """Settings that may be ``None``: the recipe (``engine/recipe.py``) fills in lr, warm-up, EMA decay and BN
 momentum; ``clip_grad=None`` turns clipping off."""
-RECIPES = ("auto", "finetune", "official")
+RECIPES = choices(Recipe)
 """Accepted values of ``TrainConfig.recipe`` (what each does: :mod:`efficientdet.engine.recipe`)."""
-_TRAIN_CHOICES = {"amp": ("none", "bf16", "fp16"), "clip_mode": ("norm", "value", "agc"), "recipe": RECIPES}
 
 
 def _check_train_config(cfg: TrainConfig) -> None:
@@ -397,9 +478,7 @@ def _check_train_config(cfg: TrainConfig) -> None:
             raise ConfigError(f"train setting {name}={value!r}: must be {' and '.join(b for b in (lower, upper) if b)}")
     if cfg.scale_min > cfg.scale_max:
         raise ConfigError(f"train settings scale_min={cfg.scale_min} > scale_max={cfg.scale_max}: swap them")
-    for name, choices in _TRAIN_CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            raise ConfigError(f"train setting {name}={getattr(cfg, name)!r}: choose one of {', '.join(choices)}")
+    check_choices(cfg)
     if cfg.image_size is not None:
         size = cfg.image_size
         if not isinstance(size, tuple) or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
@@ -429,25 +508,62 @@ def unknown_key_message(key: str, choices: Any, what: str) -> str:
 
 
 def _build(cls: Any, data: dict[str, Any], path: str) -> Any:
+    """``cls(**data)`` for a config dataclass, nested configs built from their dicts (by the declared field types)
+    and plain values checked against ``int`` / ``float`` / ``bool`` / ``str`` declarations; unknown keys raise an
+    error that lists close matches."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
             raise ConfigError(unknown_key_message(key, fields, f"key in {path}"))
-        sub = _NESTED.get((cls.__name__, key))
-        if sub is not None and isinstance(value, dict):
-            value = _build(sub, value, f"{path}.{key}")
-        elif key == "nodes" and value is not None:
-            value = tuple(_build(FpnNode, dict(n), f"{path}.nodes") for n in value)
-        elif key == "model_overrides" and value is not None:
-            value = tuple((str(k), _tupled(v)) for k, v in (value.items() if isinstance(value, dict) else value))
-        elif key == "norm" and isinstance(value, dict):
-            value = _build(NormConfig, value, f"{path}.norm")
-        else:
-            value = _tupled(value)
-            _check_scalar(fields[key], value, path)
-        kwargs[key] = value
+        kwargs[key] = _field_value(cls, fields[key], value, path)
     return cls(**kwargs)
+
+
+def _field_value(cls: Any, f: dataclasses.Field, value: Any, path: str) -> Any:
+    """A value read from YAML/JSON for field ``f`` of ``cls``: a config (or a tuple of configs) when the field
+    declares one, else the value with lists as tuples."""
+    nested, many = _config_type(cls, f.name)
+    if nested is not None and many and isinstance(value, (list, tuple)):
+        return tuple(_build(nested, dict(v), f"{path}.{f.name}") for v in value)
+    if nested is not None and not many and isinstance(value, dict):
+        return _build(nested, value, f"{path}.{f.name}")
+    value = _tupled(value)
+    _check_scalar(f, value, path)
+    return value
+
+
+@functools.cache
+def _config_type(cls: type, name: str) -> tuple[type | None, bool]:
+    """``(config dataclass, is a tuple of them)`` declared by field ``name`` of ``cls`` (``X``, ``X | None``,
+    ``tuple[X, ...]``, ``tuple[X, ...] | None``), or ``(None, False)``."""
+    hint = typing.get_type_hints(cls)[name]
+    for part in (hint, *typing.get_args(hint)):
+        if dataclasses.is_dataclass(part):
+            return part, False  # type: ignore[return-value]
+        if typing.get_origin(part) is tuple:
+            inner = typing.get_args(part)
+            if inner and dataclasses.is_dataclass(inner[0]):
+                return inner[0], True  # type: ignore[return-value]
+    return None, False
+
+
+def flatten_changes(config: Any, changes: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested changes of a config (``{"fpn": {"channels": 96}}``) as dotted paths for :func:`replace_nested`
+    (``{"fpn.channels": 96}``). A mapping goes deeper where the config holds a config; where it holds ``None``
+    (e.g. ``head.norm``) it becomes the declared config type built from the mapping."""
+    flat: dict[str, Any] = {}
+    for key, value in changes.items():
+        path = f"{prefix}{key}"
+        names = {f.name: f for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else {}
+        current = getattr(config, key, None) if key in names else None
+        if isinstance(value, dict) and dataclasses.is_dataclass(current):
+            flat.update(flatten_changes(current, value, f"{path}."))
+        elif isinstance(value, (dict, list)) and key in names:
+            flat[path] = _field_value(type(config), names[key], value, path.rsplit(".", 1)[0] or "config")
+        else:
+            flat[path] = _tupled(value)
+    return flat
 
 
 _SCALARS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
@@ -466,17 +582,6 @@ def _check_scalar(f: dataclasses.Field, value: Any, path: str) -> None:
         return
     raise ConfigError(f"{path}.{f.name} is {value!r} ({type(value).__name__}); expected "
                       f"{declared.removesuffix('|None')}{' or null' if optional else ''}")
-
-
-_NESTED: dict[tuple[str, str], type] = {
-    ("DetectorConfig", "backbone"): BackboneConfig,
-    ("DetectorConfig", "fpn"): FpnConfig,
-    ("DetectorConfig", "head"): HeadConfig,
-    ("DetectorConfig", "anchors"): AnchorConfig,
-    ("DetectorConfig", "loss"): LossConfig,
-    ("DetectorConfig", "postprocess"): PostprocessConfig,
-    ("DetectorConfig", "preprocess"): PreprocessConfig,
-}
 
 
 def replace_nested(config: Any, **changes: Any) -> Any:

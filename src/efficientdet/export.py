@@ -71,7 +71,6 @@ from efficientdet.modeling.detector import EfficientDet
 from efficientdet.ops.boxes import clip_boxes
 from efficientdet.ops.nms import batched_nms
 from efficientdet.postprocess import (
-    NMS_METHODS,
     PAD_LABEL,
     Candidates,
     CandidateSource,
@@ -170,8 +169,6 @@ class DetectionGraph(nn.Module):
     def __init__(self, model: EfficientDet, image_size: tuple[int, int], postprocess: PostprocessConfig,
                  onnx_nms: bool = False) -> None:
         super().__init__()
-        if postprocess.nms not in NMS_METHODS:
-            raise ConfigError(f"nms={postprocess.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
         self.model = model
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.postprocess = postprocess
@@ -322,11 +319,8 @@ def _onnx_translation(opset: int) -> dict[Any, Any]:
 def export_config(config: DetectorConfig, *, nms: str | None = None, max_detections: int | None = None,
                   score_threshold: float | None = None, iou_threshold: float | None = None) -> PostprocessConfig:
     """The post-processing baked into an export: the model's, with the given changes (``None`` keeps a value)."""
-    cfg = override(config.postprocess, nms=nms, max_detections=max_detections, score_threshold=score_threshold,
-                   iou_threshold=iou_threshold)
-    if cfg.nms not in NMS_METHODS:
-        raise ConfigError(f"nms={cfg.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
-    return cfg
+    return override(config.postprocess, nms=nms, max_detections=max_detections, score_threshold=score_threshold,
+                    iou_threshold=iou_threshold)
 
 
 def export_metadata(config: DetectorConfig, image_size: tuple[int, int], postprocess: PostprocessConfig,

@@ -37,8 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from efficientdet.config import PostprocessConfig
-from efficientdet.errors import ConfigError
+from efficientdet.config import NmsMethod, PostprocessConfig, PostprocessMode, choices
 from efficientdet.modeling.anchors import input_size_from_anchors
 from efficientdet.ops.box_coder import decode
 from efficientdet.ops.boxes import clip_boxes
@@ -52,40 +51,20 @@ PAD_LABEL = -1
 PREFIX_MIN = 256
 """Candidates first given to NMS (at least ``2 * max_detections``); grown while the result is not final."""
 
-MODES = ("topk", "global")
-NMS_METHODS = ("hard", "soft")
+MODES = choices(PostprocessMode)
+NMS_METHODS = choices(NmsMethod)
 
 
 def override(cfg: PostprocessConfig, *, nms: str | None = None, max_detections: int | None = None,
              score_threshold: float | None = None, iou_threshold: float | None = None) -> PostprocessConfig:
-    """``cfg`` with the given settings changed (``None`` keeps a value), each checked with a clear error."""
-    changes: dict[str, object] = {}
-    if nms is not None:
-        if nms not in NMS_METHODS:
-            raise ConfigError(f"nms={nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
-        changes["nms"] = nms
-    if max_detections is not None:
-        if max_detections < 1:
-            raise ConfigError(f"max_detections must be >= 1, got {max_detections}")
-        changes["max_detections"] = int(max_detections)
-    if score_threshold is not None:
-        if not 0.0 <= score_threshold < 1.0:
-            raise ConfigError(f"score_threshold must be in [0, 1), got {score_threshold}")
-        changes["score_threshold"] = float(score_threshold)
-    if iou_threshold is not None:
-        changes["iou_threshold"] = float(iou_threshold)
+    """``cfg`` with the given settings changed (``None`` keeps a value); the new config checks them."""
+    changes = {k: v for k, v in (("nms", nms), ("max_detections", max_detections),
+                                 ("score_threshold", score_threshold), ("iou_threshold", iou_threshold)) if v is not None}
     return dataclasses.replace(cfg, **changes)
 
 
 def _check(outputs: HeadOutputs, anchors: Tensor, cfg: PostprocessConfig) -> None:
-    if cfg.mode not in MODES:
-        raise ConfigError(f"postprocess.mode {cfg.mode!r} is unknown; use one of {', '.join(MODES)}")
-    if cfg.nms not in NMS_METHODS:
-        raise ConfigError(f"postprocess.nms {cfg.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
-    if cfg.nms == "soft" and cfg.soft_nms_sigma <= 0:
-        raise ConfigError(f"postprocess.soft_nms_sigma must be > 0 for soft NMS, got {cfg.soft_nms_sigma}")
-    if cfg.max_detections < 1 or cfg.max_detection_points < 1:
-        raise ConfigError("postprocess.max_detections and postprocess.max_detection_points must be >= 1")
+    """Shapes of the head outputs and anchors (``cfg`` checked its own values when it was built)."""
     logits, deltas = outputs
     if logits.dim() != 3 or deltas.dim() != 3 or deltas.shape[-1] != 4 or logits.shape[:2] != deltas.shape[:2]:
         raise ValueError(

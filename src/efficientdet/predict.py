@@ -48,33 +48,12 @@ from efficientdet.engine.distributed import resolve_device
 from efficientdet.errors import ConfigError, WeightsError
 from efficientdet.modeling.detector import EfficientDet
 from efficientdet.ops.boxes import clip_boxes
-from efficientdet.postprocess import NMS_METHODS, override
+from efficientdet.postprocess import override
 from efficientdet.postprocess import postprocess as decode_detections
+from efficientdet.precision import DTYPES, resolve_dtype
 from efficientdet.structures import Detections, HeadOutputs, ImageBatch
 
 log = logging.getLogger(__name__)
-
-DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-}
-"""Names accepted for ``dtype`` (the CLI offers ``float32``, ``float16``, ``bfloat16``)."""
-
-CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-"""Weight files that ``Predictor("file")`` takes as a checkpoint."""
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """A torch dtype from a dtype or its name (:data:`DTYPES`)."""
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise ConfigError(f"dtype {dtype} is not supported; use float32, float16 or bfloat16")
-        return dtype
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype {dtype!r} is unknown; use float32, float16 or bfloat16")
-    return DTYPES[dtype]
-
 
 def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | None = None, *,
                pretrained: bool = True) -> EfficientDet:
@@ -84,29 +63,9 @@ def load_model(name: str | None = None, checkpoint: str | os.PathLike[str] | Non
     model on its own, anchors and post-processing included; otherwise ``name`` gives the architecture. A name
     without a checkpoint or ``pretrained`` has random weights, and a ``random weights:`` warning is logged.
     """
-    from efficientdet.factory import create_model, warn_random_weights
-    from efficientdet.registry import resolve_name
+    from efficientdet.factory import resolve_model
 
-    if checkpoint is None:
-        if name is None:
-            raise ConfigError("give a model name (e.g. tf_efficientdet_d0) or a checkpoint file")
-        model = create_model(name, pretrained=pretrained)
-        if not pretrained:
-            warn_random_weights(model.config.name)
-        return model
-    from efficientdet.weights.checkpoint import read_model_checkpoint
-
-    ckpt = read_model_checkpoint(Path(checkpoint))
-    if ckpt.config is None:
-        if name is None:
-            raise ConfigError(f"checkpoint {checkpoint} does not say which model it holds; pass the model name too "
-                              "(--model NAME)")
-        return create_model(name, checkpoint_path=Path(checkpoint))
-    if name is not None and resolve_name(name).split(".", 1)[0] != ckpt.config.name:
-        log.warning("checkpoint %s holds %r; using its own config rather than %r", checkpoint, ckpt.config.name, name)
-    model = create_model(ckpt.config)
-    ckpt.load_into(model)
-    return model
+    return resolve_model(name, checkpoint, pretrained=pretrained)
 
 
 def resolve_classes(classes: Iterable[int | str] | int | str | None, label_names: Sequence[str] | None,
@@ -163,11 +122,9 @@ class Backend(ABC):
         """
 
     def check(self, postprocess: PostprocessConfig) -> None:
-        """Raise :class:`ConfigError` when this backend cannot apply ``postprocess``."""
-        if postprocess.nms not in NMS_METHODS:
-            raise ConfigError(f"nms={postprocess.nms!r} is unknown; use one of {', '.join(NMS_METHODS)}")
-        if postprocess.max_detections < 1:
-            raise ConfigError(f"max_detections must be >= 1, got {postprocess.max_detections}")
+        """Raise :class:`ConfigError` when this backend cannot apply ``postprocess`` (a valid config: its values
+        were checked when it was built); every setting works here."""
+        return None  # the base backend applies any valid config
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -260,13 +217,12 @@ class TorchBackend(Backend):
         return out
 
 
-def session_options(threads: int | None = None, spinning: bool | None = None) -> Any:
+def session_options(threads: int | None = None, spinning: bool = True) -> Any:
     """onnxruntime session options for low latency: every graph optimisation, sequential execution, one
     inter-op thread and ``threads`` intra-op threads (``None``: onnxruntime's default, the physical cores).
 
     ``spinning``: whether idle worker threads busy-wait for work (lower latency on an otherwise idle
-    machine, wasted cores on a shared one). ``None`` follows ``OMP_WAIT_POLICY`` as PyTorch's OpenMP
-    threads do: ``PASSIVE`` (the CLI's default) turns it off.
+    machine, wasted cores on a shared one); the CLI turns it off, as it makes PyTorch's OpenMP threads passive.
     """
     import onnxruntime as ort
 
@@ -276,8 +232,6 @@ def session_options(threads: int | None = None, spinning: bool | None = None) ->
     options.inter_op_num_threads = 1
     if threads:
         options.intra_op_num_threads = int(threads)
-    if spinning is None:
-        spinning = os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE"
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
@@ -297,7 +251,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, path: str | os.PathLike[str], device: str | torch.device = "auto",
                  threads: int | None = None, providers: Sequence[str] | None = None,
-                 spinning: bool | None = None) -> None:
+                 spinning: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
@@ -446,7 +400,8 @@ def export_cache_key(model: EfficientDet, nms: str | None, max_detections: int |
 
 
 def exported_backend(model: EfficientDet, device: str | torch.device = "auto", threads: int | None = None,
-                     nms: str | None = None, max_detections: int | None = None) -> OnnxRuntimeBackend:
+                     nms: str | None = None, max_detections: int | None = None,
+                     spinning: bool = True) -> OnnxRuntimeBackend:
     """``model`` exported to ONNX (hard or soft NMS inside) and loaded by onnxruntime.
 
     The file is cached under ``<cache>/onnx/`` (``$EFFICIENTDET_CACHE`` or ``~/.cache/efficientdet``), keyed
@@ -462,19 +417,19 @@ def exported_backend(model: EfficientDet, device: str | torch.device = "auto", t
     path = folder / f"{model.config.name}-{export_cache_key(model, nms, max_detections)[:20]}.onnx"
     if path.is_file():
         try:
-            return OnnxRuntimeBackend(path, device, threads)
+            return OnnxRuntimeBackend(path, device, threads, spinning=spinning)
         except Exception as err:  # a damaged file: export again
             log.warning("cached ONNX file %s cannot be loaded (%s); exporting again", path, err)
     started = time.perf_counter()
     progress(f"backend='onnxruntime': first run of these weights and settings, exporting {model.config.name} to "
              f"ONNX once (tens of seconds; cached in {folder}, later runs load it in about a second)")
-    backend = _export_and_load(model, path, folder, device, threads, nms, max_detections)
+    backend = _export_and_load(model, path, folder, device, threads, nms, max_detections, spinning)
     progress(f"backend='onnxruntime': ready after {time.perf_counter() - started:.1f} s")
     return backend
 
 
 def _export_and_load(model: EfficientDet, path: Path, folder: Path, device: str | torch.device, threads: int | None,
-                     nms: str | None, max_detections: int | None) -> OnnxRuntimeBackend:
+                     nms: str | None, max_detections: int | None, spinning: bool = True) -> OnnxRuntimeBackend:
     """Export ``model`` to ``path`` (through a temporary name) and open it; see :func:`exported_backend`."""
     import tempfile
 
@@ -489,12 +444,12 @@ def _export_and_load(model: EfficientDet, path: Path, folder: Path, device: str 
         log.warning("cannot write the ONNX cache %s (%s); exporting to a temporary folder", folder, err)
         with tempfile.TemporaryDirectory() as scratch:
             out = export_model(model, Path(scratch) / "model.onnx", "onnx", nms=nms, max_detections=max_detections)
-            return OnnxRuntimeBackend(out, device, threads)  # the session holds the graph: the file may go
+            return OnnxRuntimeBackend(out, device, threads, spinning=spinning)  # the session holds the graph: the file may go
     try:
         os.replace(export_model(model, tmp, "onnx", nms=nms, max_detections=max_detections), path)
     finally:
         tmp.unlink(missing_ok=True)
-    return OnnxRuntimeBackend(path, device, threads)
+    return OnnxRuntimeBackend(path, device, threads, spinning=spinning)
 
 
 def _as_list(images: Any) -> list[Any]:
@@ -528,6 +483,7 @@ class Predictor:
         channels_last / compile: NHWC memory format (``None``: with ``optimize``) / ``torch.compile`` the
             network (``True`` or a mode, see :class:`TorchBackend`).
         threads: onnxruntime intra-op threads (``None``: its default). PyTorch uses ``torch.set_num_threads``.
+        spinning: onnxruntime threads busy-wait for work (see :func:`session_options`).
         batch_size: images per forward pass.
         pretrained: with a model name, load its published weights (default) or keep random ones.
     """
@@ -550,6 +506,7 @@ class Predictor:
         backend: str = "torch",
         optimize: bool | None = None,
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -559,26 +516,13 @@ class Predictor:
         if isinstance(model_or_name, Backend):
             engine = model_or_name
         elif isinstance(model_or_name, (str, os.PathLike)) and str(model_or_name).endswith(".onnx"):
-            engine = OnnxRuntimeBackend(model_or_name, device, threads)
+            engine = OnnxRuntimeBackend(model_or_name, device, threads, spinning=spinning)
         else:
-            if (checkpoint is None and isinstance(model_or_name, (str, os.PathLike))
-                    and Path(model_or_name).suffix in CHECKPOINT_SUFFIXES and Path(model_or_name).is_file()):
-                model_or_name, checkpoint = None, model_or_name  # a weights file given in place of a name
-            if isinstance(model_or_name, EfficientDet):
-                model = model_or_name
-                if checkpoint is not None:
-                    from efficientdet.weights.checkpoint import read_model_checkpoint
+            from efficientdet.factory import resolve_model
 
-                    read_model_checkpoint(Path(checkpoint)).load_into(model)
-            elif isinstance(model_or_name, DetectorConfig):
-                from efficientdet.factory import create_model
-
-                model = create_model(model_or_name, checkpoint_path=None if checkpoint is None else Path(checkpoint))
-            else:
-                name = None if model_or_name is None else str(model_or_name)
-                model = load_model(name, checkpoint, pretrained=pretrained)
+            model = resolve_model(model_or_name, checkpoint, pretrained=pretrained)
             if backend == "onnxruntime":
-                engine = exported_backend(model, device, threads, nms, max_detections)
+                engine = exported_backend(model, device, threads, nms, max_detections, spinning)
             else:
                 engine = TorchBackend(model, device, dtype, channels_last, compile, optimize)
         self.backend = engine
@@ -590,9 +534,9 @@ class Predictor:
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike[str], *, device: str | torch.device = "auto", threads: int | None = None,
-                  **kwargs: Any) -> Predictor:
+                  spinning: bool = True, **kwargs: Any) -> Predictor:
         """A predictor running an exported ONNX file with onnxruntime (see :class:`OnnxRuntimeBackend`)."""
-        return cls(OnnxRuntimeBackend(path, device, threads), **kwargs)
+        return cls(OnnxRuntimeBackend(path, device, threads, spinning=spinning), **kwargs)
 
     @property
     def label_names(self) -> tuple[str, ...] | None:
@@ -694,7 +638,6 @@ __all__ = [
     "DTYPES",
     "BACKENDS",
     "COMPILE_MODES",
-    "CHECKPOINT_SUFFIXES",
     "resolve_device",
     "resolve_dtype",
     "load_model",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from efficientdet.cli.options import add_model_options
+from efficientdet.config import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, nargs="+", metavar="PX", help="input H W (or one size); default the "
                                                                            "model's")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32")
+    p.add_argument("--dtype", choices=PRECISIONS, default="float32")
     p.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None,
                    help="torch backend: BatchNorm folded into the convs, copy-free TF padding (same outputs; "
                         "default: on for the CPU)")
@@ -46,13 +47,11 @@ def run(args: argparse.Namespace) -> int:
         if len(args.image_size) not in (1, 2):
             raise ConfigError(f"--image-size takes one size or H W, got {args.image_size}")
         size = (args.image_size[0], args.image_size[-1])
-    if args.model is None and args.checkpoint is None:
-        raise ConfigError("give --model NAME and/or --checkpoint FILE to benchmark")
     results = benchmark(args.model, batch_sizes=args.batch_sizes, image_size=size, device=args.device,
                         dtype=args.dtype, channels_last=args.channels_last, compile=args.compile,
                         optimize=args.optimize, backend=args.backend, threads=args.threads, warmup=args.warmup, iters=args.iters,
                         stages=args.stages, onnx_path=args.onnx, pretrained=args.pretrained,
-                        checkpoint=args.checkpoint)
+                        checkpoint=args.checkpoint, spinning=False)
     if not args.json:
         print(format_table(results))
         print()

@@ -1,14 +1,19 @@
 """``efficientdet convert``: official TF or effdet checkpoints -> this library's weights (``.safetensors``).
 
-The output carries the model config (anchors, preprocessing and post-processing of the source), so
-``efficientdet predict --checkpoint OUT`` and ``Predictor(checkpoint=OUT)`` need nothing else.
+Runs :func:`efficientdet.convert.convert_tf` / :func:`~efficientdet.convert.convert_effdet` and prints what was
+read and written. The output carries the model config, so ``efficientdet predict --checkpoint OUT`` and
+``Predictor(checkpoint=OUT)`` need nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from efficientdet.cli.options import add_output_option
+
+if TYPE_CHECKING:
+    from efficientdet.convert import Conversion
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,61 +50,36 @@ def _usage(out: object, name: str) -> None:
 
 
 def run_tf(args: argparse.Namespace) -> int:
+    from efficientdet.convert import convert_tf
     from efficientdet.errors import ConfigError
-    from efficientdet.weights.checkpoint import save_inference_weights
-    from efficientdet.weights.tf_convert import EMA_SUFFIX, convert_tf_checkpoint
-    from efficientdet.weights.tf_reader import list_tf_checkpoint
 
     if not args.output and not args.verify:
         raise ConfigError("convert tf needs --output FILE (the converted weights), --verify NPZ, or both")
-    entries = list_tf_checkpoint(args.checkpoint)
-    has_ema = any(k.endswith(EMA_SUFFIX) for k in entries)
-    use_ema = has_ema and not args.no_ema
-    config, state = convert_tf_checkpoint(args.checkpoint, args.model, use_ema=use_ema)
-    print(f"read {len(entries)} TF checkpoint entries from {args.checkpoint} "
-          f"({'EMA' if use_ema else 'raw'} weights{'' if has_ema else '; the file has no EMA weights'})")
+    done = convert_tf(args.checkpoint, args.output or None, model=args.model, ema=not args.no_ema,
+                      verify=args.verify or ())
+    config = done.config
+    print(f"read {done.tensors_read} TF checkpoint entries from {args.checkpoint} ({_ema_note(done)})")
     print(f"model {config.name}: {config.num_classes} classes, input {config.image_size[0]}x{config.image_size[1]}, "
           f"post-processing {config.postprocess.mode}/{config.postprocess.nms} NMS (official)")
-    if args.verify:
-        _verify(config, state, args.verify)
-    if args.output:
-        path = save_inference_weights(state, config, args.output, ema=use_ema)
-        print(f"wrote {len(state)} tensors -> {path}")
-        _usage(path, config.name)
-    return 0
-
-
-def _verify(config: object, state: dict, paths: list[str]) -> None:
-    """Print :func:`~efficientdet.weights.fidelity.measure_fidelity` of the converted weights on ``paths``."""
-    from efficientdet.modeling.detector import EfficientDet
-    from efficientdet.weights.fidelity import measure_fidelity, read_verify_npz
-
-    model = EfficientDet(config).eval()
-    model.load_state_dict(state, strict=False)
-    inputs, tf_outputs = read_verify_npz(paths, range(model.config.min_level, model.config.max_level + 1))
-    for line in measure_fidelity(model, inputs, tf_outputs).lines():
+    for line in done.fidelity:
         print(line)
-    if tf_outputs is None:
-        print("  (no TF outputs in the files: add class_p*/box_p* to compare with TF)")
+    if done.output is not None:
+        print(f"wrote {len(done.state_dict)} tensors -> {done.output}")
+        _usage(done.output, config.name)
+    return 0
 
 
 def run_effdet(args: argparse.Namespace) -> int:
-    from efficientdet.factory import create_model, load_weights
-    from efficientdet.weights.checkpoint import ModelCheckpoint, save_inference_weights
-    from efficientdet.weights.io import has_ema_weights, load_checkpoint_data, state_dict_from
+    from efficientdet.convert import convert_effdet
 
-    data = load_checkpoint_data(args.checkpoint)
-    has_ema = has_ema_weights(data)
-    use_ema = has_ema and not args.no_ema
-    state = state_dict_from(data, use_ema=use_ema, path=args.checkpoint)
-    num_classes = ModelCheckpoint(args.checkpoint, state).num_classes
-    model = create_model(args.model, num_classes=num_classes)
-    load_weights(model, state, source=f"weights in {args.checkpoint}")
-    path = save_inference_weights(model.state_dict(), model.config, args.output, ema=use_ema)
-    print(f"read {len(state)} tensors from {args.checkpoint} ({'EMA' if use_ema else 'raw'} weights"
-          f"{'' if has_ema else '; the file has no EMA weights'})")
-    print(f"model {model.config.name}: {model.config.num_classes} classes, input "
-          f"{model.config.image_size[0]}x{model.config.image_size[1]}")
-    print(f"wrote {len(model.state_dict())} tensors -> {path}")
-    _usage(path, model.config.name)
+    done = convert_effdet(args.checkpoint, args.model, args.output, ema=not args.no_ema)
+    config = done.config
+    print(f"read {done.tensors_read} tensors from {args.checkpoint} ({_ema_note(done)})")
+    print(f"model {config.name}: {config.num_classes} classes, input {config.image_size[0]}x{config.image_size[1]}")
+    print(f"wrote {len(done.state_dict)} tensors -> {done.output}")
+    _usage(done.output, config.name)
     return 0
+
+
+def _ema_note(done: Conversion) -> str:
+    return f"{'EMA' if done.used_ema else 'raw'} weights{'' if done.has_ema else '; the file has no EMA weights'}"

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from efficientdet.cli.options import add_model_options, add_output_option
+from efficientdet.config import NmsMethod, choices
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                            "model's")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size; TorchScript is "
                                                       "traced at a fixed batch (default 1)")
-    p.add_argument("--nms", choices=("hard", "soft"), default="hard",
+    p.add_argument("--nms", choices=choices(NmsMethod), default="hard",
                    help="hard (default; ONNX NonMaxSuppression) or soft (Gaussian, unrolled loop: larger and slower)")
     p.add_argument("--max-detections", type=int, help="padded output rows D per image (default: the model's, 100)")
     p.add_argument("--score-threshold", type=float, help="drop candidates at or below this score (default: the "
@@ -49,8 +50,6 @@ def run(args: argparse.Namespace) -> int:
     from efficientdet.export import SUFFIXES, export_model, read_metadata
     from efficientdet.predict import load_model, resolve_device
 
-    if args.model is None and args.checkpoint is None:
-        raise ConfigError("give --model NAME or --checkpoint FILE (see `efficientdet models` for names)")
     size = None
     if args.image_size is not None:
         if len(args.image_size) not in (1, 2):

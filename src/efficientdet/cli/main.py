@@ -21,7 +21,8 @@ import sys
 import traceback
 
 # OpenMP threads that busy-wait make small and shared machines many times slower (measured 10-20x on 2 cores
-# under contention); set before torch is imported, and only when the user has not chosen.
+# under contention); set before torch is imported, and only when the user has not chosen. For the same reason the
+# commands that run onnxruntime pass it ``spinning=False`` (an argument; nothing reads this variable back).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 COMMANDS = ("demo", "models", "data", "train", "validate", "predict", "export", "convert", "benchmark", "checkpoint")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from efficientdet.cli.options import add_model_options, add_output_option
-from efficientdet.config import RECIPES
+from efficientdet.config import RECIPES, AmpMode, choices
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "unless the run is long and the dataset large")
     p.add_argument("--workers", type=int, help="data loader processes")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"])
+    p.add_argument("--amp", choices=choices(AmpMode))
     p.add_argument("--freeze", nargs="+", help="freeze parameters: backbone, backbone+fpn or name patterns")
     add_output_option(p, "run folder for checkpoints and logs (default runs/train)", metavar="DIR")
     p.add_argument("--resume", help="continue a run exactly from its last.pth")

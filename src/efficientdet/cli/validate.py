@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from efficientdet.cli.options import add_model_options, add_output_option
+from efficientdet.config import AmpMode, NmsMethod, PostprocessMode, choices
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,15 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", help="part to evaluate, for datasets with splits: VOC image set, YOLO data.yaml split, "
                                    "COCO json of a folder (default val)")
     p.add_argument("--metric", default="coco", choices=["coco", "voc07", "voc", "openimages"])
-    p.add_argument("--mode", choices=["topk", "global"], help="post-processing: effdet top-k or official global")
-    p.add_argument("--nms", choices=["hard", "soft"], help="hard or Gaussian soft NMS")
+    p.add_argument("--mode", choices=choices(PostprocessMode), help="post-processing: effdet top-k or official global")
+    p.add_argument("--nms", choices=choices(NmsMethod), help="hard or Gaussian soft NMS")
     p.add_argument("--score-threshold", type=float)
     p.add_argument("--max-detections", type=int)
     p.add_argument("--image-size", type=int, nargs="+")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    p.add_argument("--amp", default="none", choices=choices(AmpMode))
     add_output_option(p, "folder for results.json, metrics.json and pr_curves.png", metavar="DIR")
     p.add_argument("--results-json", help="where to write COCO results (e.g. for a test-dev submission)")
     p.add_argument("--annotation-file", help="COCO instances json for the official areas (small/medium/large)")

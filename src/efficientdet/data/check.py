@@ -514,15 +514,11 @@ def _anchor_coverage(report: CheckReport, dataset: DetectionDataset, sizes: list
 
     from efficientdet.config import DetectorConfig, TrainConfig
     from efficientdet.data.preprocess import letterbox_scale
+    from efficientdet.factory import model_config
     from efficientdet.modeling.anchors import generate_anchors
 
-    if isinstance(model, DetectorConfig):
-        cfg, name = model, model.name
-    else:
-        from efficientdet.registry import get_config
-
-        name = str(model) if model is not None else TrainConfig.model
-        cfg = get_config(name)
+    cfg = model_config(model if model is not None else TrainConfig.model)
+    name = model.name if isinstance(model, DetectorConfig) else str(model or TrainConfig.model)
     size = cfg.preprocess.image_size if image_size is None else image_size
     input_size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(input_size) != 2 or min(input_size) < 1:

@@ -13,8 +13,7 @@ import torch.nn as nn
 
 from efficientdet.config import PostprocessConfig
 from efficientdet.errors import ConfigError, DataError
-
-_AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from efficientdet.precision import amp_dtype
 
 
 @torch.inference_mode()
@@ -41,7 +40,7 @@ def evaluate(model: nn.Module, loader: Any, evaluator: Any, *, device: torch.dev
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(loader), desc="validate", unit="batch", leave=False, dynamic_ncols=True, disable=None)
-    dtype = _AMP.get(amp)
+    dtype = amp_dtype(amp)
     ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     evaluated = 0
     for batch in loader:
@@ -118,25 +117,15 @@ def validate(
     from efficientdet.data.parsers import load_dataset
     from efficientdet.engine.distributed import init_distributed
     from efficientdet.evaluation import create_evaluator
-    from efficientdet.factory import create_model, warn_random_weights
+    from efficientdet.factory import resolve_model
 
     if model is None and checkpoint is None:
         raise ConfigError("give a model name (--model) and/or a checkpoint (--checkpoint) to validate")
     dist = init_distributed(device)
     dataset = load_dataset(data, data_format, split=split, default_split="val")
     require_usable(dataset, data, "dataset", boxes=False)
-    name = model
-    if name is None:
-        from efficientdet.weights.checkpoint import read_model_checkpoint
-
-        ckpt = read_model_checkpoint(checkpoint, use_ema=use_ema)  # type: ignore[arg-type]
-        if ckpt.config is None:
-            raise ConfigError(f"{checkpoint} does not record its architecture; pass --model NAME as well")
-        name = ckpt.config  # type: ignore[assignment]
-    net = create_model(name, pretrained=pretrained, checkpoint_path=checkpoint, checkpoint_ema=use_ema,
-                       image_size=image_size, device=dist.device).eval()
-    if checkpoint is None and not pretrained:
-        warn_random_weights(net.config.name)
+    net = resolve_model(model, checkpoint, pretrained=pretrained, checkpoint_ema=use_ema, image_size=image_size,
+                        device=dist.device).eval()
     pp = net.config.postprocess
     changes = {k: v for k, v in (("nms", nms), ("mode", mode), ("score_threshold", score_threshold),
                                  ("max_detections", max_detections)) if v is not None}

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from efficientdet.config import FpnConfig, FpnNode
+from efficientdet.config import FpnConfig, FpnNode, FusionWeighting, choices
 from efficientdet.errors import ConfigError
 from efficientdet.modeling.layers import (
     can_fold,
@@ -28,7 +28,7 @@ from efficientdet.modeling.layers import (
 FASTATTN_EPS = 1e-4
 """Added to the sum of fast-attention weights (official value)."""
 
-WEIGHT_METHODS = ("fastattn", "attn", "sum")
+WEIGHT_METHODS = choices(FusionWeighting)
 
 
 # --- topologies ---------------------------------------------------------------------------------------
@@ -123,11 +123,6 @@ def fpn_topology(cfg: FpnConfig, min_level: int, max_level: int) -> tuple[FpnNod
     """The nodes of one cell: ``cfg.nodes`` when given, else the named topology."""
     if cfg.nodes is not None:
         return tuple(cfg.nodes)
-    if cfg.topology not in TOPOLOGIES:
-        raise ConfigError(f"unknown fpn.topology {cfg.topology!r}; choose one of {', '.join(TOPOLOGIES)} "
-                          "or give fpn.nodes explicitly")
-    if cfg.weight_method not in WEIGHT_METHODS:
-        raise ConfigError(f"unknown fpn.weight_method {cfg.weight_method!r}; choose one of {WEIGHT_METHODS}")
     return TOPOLOGIES[cfg.topology](min_level, max_level, cfg.weight_method)
 
 
@@ -188,8 +183,6 @@ class FusionNode(nn.Module):
 
     def __init__(self, node: FpnNode, in_channels: list[int], in_levels: list[int], cfg: FpnConfig) -> None:
         super().__init__()
-        if node.weight_method not in WEIGHT_METHODS:
-            raise ConfigError(f"unknown weight_method {node.weight_method!r}; choose one of {WEIGHT_METHODS}")
         self.inputs = tuple(node.inputs)
         self.level = node.level
         self.weight_method = node.weight_method

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from timm.layers import BatchNormAct2d, Conv2dSame, create_conv2d, create_pool2d, get_act_layer
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from efficientdet.config import NormConfig
+from efficientdet.config import NormConfig, NormKind, choices
 from efficientdet.errors import ConfigError
 
-NORM_KINDS = ("batchnorm", "syncbatchnorm", "frozenbatchnorm", "groupnorm", "layernorm")
+NORM_KINDS = choices(NormKind)
 
 
 def create_act(name: str) -> nn.Module:

@@ -11,6 +11,7 @@ Accepted files (all loaded without unpickling arbitrary objects):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ class ModelCheckpoint:
     state_dict: dict[str, torch.Tensor]
     config: DetectorConfig | None = None
     used_ema: bool = False
+    has_ema: bool = False
 
     @property
     def num_classes(self) -> int | None:
@@ -55,9 +57,29 @@ class ModelCheckpoint:
         return self.config.category_ids if self.config is not None else None
 
     def load_into(self, model: torch.nn.Module) -> None:
-        from efficientdet.factory import load_weights
-
         load_weights(model, self.state_dict, source=f"weights in {self.path}")
+
+
+def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str = "weights") -> None:
+    """Load a state dict in this library's or effdet's layout into ``model`` (strict; clear errors)."""
+    from efficientdet.weights.effdet import convert_effdet_state_dict, is_effdet_state_dict
+
+    if is_effdet_state_dict(state_dict):
+        state_dict = convert_effdet_state_dict(state_dict, model)
+    target = model.state_dict()
+    wrong = [(k, tuple(v.shape), tuple(target[k].shape)) for k, v in state_dict.items()
+             if k in target and tuple(v.shape) != tuple(target[k].shape)]
+    if wrong:
+        k, got, want = wrong[0]
+        raise WeightsError(f"{source} do not fit {model.config.name!r}: {len(wrong)} tensors have other shapes, e.g. "
+                           f"{k} {got} vs {want}; check the model name and num_classes")
+    result = model.load_state_dict(dict(state_dict), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsError(
+            f"{source} do not fit {model.config.name!r}: {len(result.missing_keys)} missing tensors (e.g. "
+            f"{result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]}); "
+            "check that the model name and num_classes match the checkpoint"
+        )
 
 
 def read_model_checkpoint(path: str | Path, *, use_ema: bool | None = None) -> ModelCheckpoint:
@@ -72,11 +94,13 @@ def read_model_checkpoint(path: str | Path, *, use_ema: bool | None = None) -> M
 
         meta = read_metadata(path)
         config = _config_from(_json_config(meta["config"], path), path) if "config" in meta else None
-        return ModelCheckpoint(path, load_state_dict(path, use_ema=use_ema), config, used_ema=meta.get("ema") == "true")
+        used = meta.get("ema") == "true"
+        return ModelCheckpoint(path, load_state_dict(path, use_ema=use_ema), config, used_ema=used, has_ema=used)
     data = load_checkpoint_data(path)
     state = state_dict_from(data, use_ema=use_ema, path=path)
-    return ModelCheckpoint(path, state, _config_from(data.get("config"), path),
-                           used_ema=has_ema_weights(data) and use_ema is not False)
+    has_ema = has_ema_weights(data)
+    return ModelCheckpoint(path, state, _config_from(data.get("config"), path), used_ema=has_ema and use_ema is not False,
+                           has_ema=has_ema)
 
 
 def _json_config(text: str, path: Path) -> Any:

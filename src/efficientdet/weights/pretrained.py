@@ -14,8 +14,7 @@ def load_pretrained(model: torch.nn.Module, weights) -> None:
 
     ``weights`` is a :class:`~efficientdet.registry.Weights` record; effdet-layout files are converted.
     """
-    from efficientdet.factory import load_weights
-    from efficientdet.weights.checkpoint import read_model_checkpoint
+    from efficientdet.weights.checkpoint import load_weights, read_model_checkpoint
     from efficientdet.weights.download import download
 
     path = download(weights.url, sha256=weights.sha256)
