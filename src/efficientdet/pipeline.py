@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from efficientdet.config import PostprocessConfig
 from efficientdet.data.preprocess import Normalizer
 from efficientdet.modeling.detector import EfficientDet
-from efficientdet.postprocess import PAD_LABEL, Postprocessor
+from efficientdet.postprocess import PAD_LABEL, Postprocessor, unpad
 from efficientdet.structures import Detections, HeadOutputs, ImageMeta
 
 Padded = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -112,11 +112,8 @@ class DetectionPipeline(nn.Module):
                    label_names: Sequence[str] | None = None) -> list[Detections]:
         """Un-pad: one :class:`Detections` per image, boxes divided by its letterbox scale (original-image
         pixels), on the device of ``padded``."""
-        boxes, scores, labels, counts = padded
-        scales = torch.tensor([m.scale for m in metas], dtype=torch.float32, device=boxes.device)
-        boxes = boxes / scales[:, None, None]
-        names = tuple(label_names) if label_names is not None else None
-        return [Detections(boxes[i, :n], scores[i, :n], labels[i, :n], names) for i, n in enumerate(counts.tolist())]
+        scales = torch.tensor([m.scale for m in metas], dtype=torch.float32, device=padded[0].device)
+        return unpad(padded, scales, label_names)
 
 
 def clip_sizes(metas: Sequence[ImageMeta], device: torch.device | str | None = None) -> Tensor:

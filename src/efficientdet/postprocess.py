@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -435,8 +436,19 @@ def postprocess(
         device = outputs.cls_logits.device
         scales = torch.tensor([m.scale for m in metas], dtype=torch.float32, device=device)
         image_sizes = torch.tensor([m.orig_size for m in metas], dtype=torch.float32, device=device)
-    boxes, scores, labels, counts = postprocess_padded(outputs, anchors, cfg, scales, image_sizes)
-    return [Detections(boxes[i, :n], scores[i, :n], labels[i, :n], label_names) for i, n in enumerate(counts.tolist())]
+    return unpad(postprocess_padded(outputs, anchors, cfg, scales, image_sizes), label_names=label_names)
+
+
+def unpad(padded: tuple[Tensor, Tensor, Tensor, Tensor], scales: Tensor | None = None,
+          label_names: Sequence[str] | None = None) -> list[Detections]:
+    """Padded detections (``boxes [B, D, 4]``, ``scores [B, D]``, ``labels [B, D]``, ``counts [B]``) -> one
+    :class:`Detections` per image, its first ``counts[b]`` rows; boxes divided by ``scales [B]`` when given
+    (input pixels -> original-image pixels)."""
+    boxes, scores, labels, counts = padded
+    if scales is not None:
+        boxes = boxes / scales.to(boxes)[:, None, None]
+    names = tuple(label_names) if label_names is not None else None
+    return [Detections(boxes[i, :n], scores[i, :n], labels[i, :n], names) for i, n in enumerate(counts.tolist())]
 
 
 __all__ = [
@@ -454,4 +466,5 @@ __all__ = [
     "hard_nms_fixed",
     "postprocess",
     "postprocess_padded",
+    "unpad",
 ]
