@@ -33,6 +33,7 @@ _EXPORTS = {
     "ImageMeta": "efficientdet.structures",
     "ImageBatch": "efficientdet.structures",
     "Targets": "efficientdet.structures",
+    "DetectionPipeline": "efficientdet.pipeline",
     "Predictor": "efficientdet.predict",
     "predict": "efficientdet.predict",  # the module, callable as its predict() function
     "train": "efficientdet.engine.trainer",

@@ -33,7 +33,6 @@ from torch import nn
 from efficientdet.errors import ConfigError
 from efficientdet.modeling.detector import EfficientDet
 
-BACKENDS = ("torch", "onnxruntime")
 STAGES = ("network", "end_to_end")
 DEFAULT_SOURCE_SIZE = (480, 640)
 """``(H, W)`` of the images fed to the end-to-end stage."""
@@ -157,28 +156,23 @@ def benchmark(
 ) -> list[BenchmarkResult]:
     """Time ``model`` (a name, random weights unless ``pretrained`` / ``checkpoint``) per batch size and stage.
 
-    ``backend="onnxruntime"`` exports the model to ONNX (dynamic batch, the model's NMS; cached, see
-    :func:`~efficientdet.predict.exported_backend`) unless ``onnx_path`` gives one. ``threads`` sets
+    ``backend``: a name of :data:`~efficientdet.backends.BACKENDS`; ``"onnxruntime"`` exports the model to ONNX
+    (dynamic batch, the model's NMS; cached, see :func:`~efficientdet.backends.onnxruntime.exported_backend`)
+    unless ``onnx_path`` gives one. ``threads`` sets
     PyTorch's (and onnxruntime's) intra-op threads; ``spinning``: onnxruntime's threads busy-wait for work
-    (:func:`~efficientdet.predict.session_options`; the CLI turns it off).
-    ``optimize`` / ``channels_last`` / ``compile``: as :class:`~efficientdet.predict.TorchBackend` takes them
+    (:func:`~efficientdet.backends.onnxruntime.session_options`; the CLI turns it off).
+    ``optimize`` / ``channels_last`` / ``compile``: as :class:`~efficientdet.backends.torch.TorchBackend` takes them
     (``None``: its defaults, the inference copy of :func:`~efficientdet.fast.optimize_for_inference` in NHWC
     on the CPU).
     """
+    from efficientdet.backends import Backend, BackendOptions, check_backend, create_backend
+    from efficientdet.backends.onnxruntime import OnnxRuntimeBackend
+    from efficientdet.backends.torch import resolve_dtype
     from efficientdet.config import replace_nested
-    from efficientdet.predict import (
-        Backend,
-        OnnxRuntimeBackend,
-        Predictor,
-        TorchBackend,
-        exported_backend,
-        load_model,
-        resolve_device,
-        resolve_dtype,
-    )
+    from efficientdet.engine.distributed import resolve_device
+    from efficientdet.predict import Predictor, load_model
 
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     for stage in stages:
         if stage not in STAGES:
             raise ConfigError(f"stage {stage!r} is unknown; use {', '.join(STAGES)}")
@@ -198,12 +192,11 @@ def benchmark(
     results = []
     with _threads(threads) as n_threads:
         engine: Backend
-        if backend == "torch":
-            engine = TorchBackend(net, dev, torch_dtype, channels_last, compile, optimize)
-        elif onnx_path is None:  # exported at the benchmark's size (in the config), cached like Predictor's
-            engine = exported_backend(net, dev, n_threads, spinning=spinning)
-        else:
+        if backend == "onnxruntime" and onnx_path is not None:
             engine = OnnxRuntimeBackend(onnx_path, dev, threads=n_threads, spinning=spinning)
+        else:  # onnxruntime: exported at the benchmark's size (in the config), cached like Predictor's
+            engine = create_backend(backend, net, BackendOptions(dev, torch_dtype, channels_last, compile, optimize,
+                                                                 n_threads, spinning=spinning))
         predictor = Predictor(engine, batch_size=max(batch_sizes))
         gen = torch.Generator().manual_seed(0)
         for bs in batch_sizes:
@@ -227,14 +220,26 @@ def benchmark(
 
 
 def _network_call(engine: Any, frames: list[torch.Tensor]) -> Callable[[], Any]:
-    """The ``network`` stage: the network (torch) or the whole graph (onnxruntime) on a prepared batch."""
-    from efficientdet.predict import OnnxRuntimeBackend
+    """The ``network`` stage: the network of the torch backend's pipeline, or the whole exported graph
+    (onnxruntime), on a prepared batch."""
+    from efficientdet.backends.onnxruntime import OnnxRuntimeBackend
+    from efficientdet.backends.torch import TorchBackend
 
     if isinstance(engine, OnnxRuntimeBackend):
         pixels, _ = engine.letterbox_uint8(frames)
         return lambda: engine.run(pixels)
-    pixels = engine.prepare(frames).pixels
-    return lambda: engine.network(pixels)
+    if not isinstance(engine, TorchBackend):
+        raise ConfigError(f"the network stage times the torch and onnxruntime backends, not {type(engine).__name__}; "
+                          "time this backend with --stage end_to_end")
+    pipeline = engine.pipeline()
+    with torch.inference_mode():
+        pixels = pipeline.normalize(engine.prepare(frames)[0])
+
+    @torch.inference_mode()
+    def run() -> Any:
+        return pipeline.network(pixels)
+
+    return run
 
 
 def format_table(results: Sequence[BenchmarkResult]) -> str:
@@ -253,7 +258,6 @@ def format_table(results: Sequence[BenchmarkResult]) -> str:
 
 
 __all__ = [
-    "BACKENDS",
     "STAGES",
     "DEFAULT_SOURCE_SIZE",
     "BenchmarkResult",

@@ -53,7 +53,6 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -65,21 +64,12 @@ import torch
 from torch import Tensor, nn
 
 from efficientdet.config import DetectorConfig, PostprocessConfig
-from efficientdet.data.preprocess import Normalizer, fill_values
+from efficientdet.data.preprocess import fill_values
 from efficientdet.errors import ConfigError
 from efficientdet.modeling.detector import EfficientDet
-from efficientdet.ops.boxes import clip_boxes
 from efficientdet.ops.nms import batched_nms
-from efficientdet.postprocess import (
-    PAD_LABEL,
-    Candidates,
-    CandidateSource,
-    first_kept,
-    hard_nms_mask,
-    override,
-    postprocess_padded,
-)
-from efficientdet.structures import HeadOutputs
+from efficientdet.pipeline import DetectionPipeline
+from efficientdet.postprocess import override
 
 INPUT_NAME = "images"
 INPUTS = ("batch", "raw")
@@ -126,11 +116,12 @@ class ExportJob:
 @dataclasses.dataclass(frozen=True)
 class ExportFormat:
     """One export format: file suffix and writer (``"module:function"``, imported on use, taking an
-    :class:`ExportJob`). ``onnx_nms``: the graph's hard NMS is the ONNX operator (else ``torchvision.ops.nms``)."""
+    :class:`ExportJob`). ``hard_nms``: the graph's hard NMS kernel (:data:`~efficientdet.postprocess.HARD_NMS`:
+    ``torchvision``, the ONNX operator ``onnx``, or the ``greedy`` loop for runtimes without an NMS kernel)."""
 
     suffix: str
     writer: str
-    onnx_nms: bool = False
+    hard_nms: str = "torchvision"
 
     def write(self, job: ExportJob) -> None:
         import importlib
@@ -140,10 +131,10 @@ class ExportFormat:
 
 
 EXPORT_FORMATS: dict[str, ExportFormat] = {
-    "onnx": ExportFormat(".onnx", "efficientdet.export:_write_onnx", onnx_nms=True),
+    "onnx": ExportFormat(".onnx", "efficientdet.export:_write_onnx", hard_nms="onnx"),
     "torchscript": ExportFormat(".torchscript", "efficientdet.export:_write_torchscript"),
     "pt2": ExportFormat(".pt2", "efficientdet.export:_write_pt2"),
-    "executorch": ExportFormat(".pte", "efficientdet.exporters.executorch:write_executorch"),
+    "executorch": ExportFormat(".pte", "efficientdet.exporters.executorch:write_executorch", hard_nms="greedy"),
 }
 """The formats of :func:`export_model` (one entry per format; writers of optional runtimes live in
 :mod:`efficientdet.exporters`)."""
@@ -151,84 +142,20 @@ FORMATS = tuple(EXPORT_FORMATS)
 SUFFIXES = {name: fmt.suffix for name, fmt in EXPORT_FORMATS.items()}
 
 
-class DetectionGraph(nn.Module):
-    """The exportable inference graph: ``images [B, 3, H, W]`` uint8 -> padded detections.
+DetectionGraph = DetectionPipeline
+"""The exportable inference graph is the inference pipeline itself: ``images [B, 3, H, W]`` uint8 (letterboxed)
+-> ``(boxes [B, D, 4] float32 xyxy input pixels, scores [B, D] float32, labels [B, D] int64 with -1 padding,
+num_detections [B] int64)``; see :class:`~efficientdet.pipeline.DetectionPipeline`.
 
-    ``forward`` returns ``(boxes [B, D, 4] float32 xyxy input pixels, scores [B, D] float32, labels [B, D]
-    int64 with -1 padding, num_detections [B] int64)``. Boxes are clipped to the input size (the graph does
-    not know the original image size): in ``topk`` mode, where boxes are clipped before NMS, a box reaching
-    into the letterbox padding keeps its part in the padding, so NMS around the image's far edge can differ
-    slightly from :func:`~efficientdet.postprocess.postprocess`, which clips to the image (measured: 2 of
-    800 detections on 8 photos; ``benchmarks/compare_effdet.py``); ``forward``'s ``clip_to`` (given by the
-    raw-image graph, which knows the image size) clips to the image instead. ``onnx_nms`` selects the NMS operator of ONNX files for hard NMS
-    (set by :func:`export_model`; runs eagerly too, through torchvision).
-    """
-
-    anchors: Tensor
-
-    def __init__(self, model: EfficientDet, image_size: tuple[int, int], postprocess: PostprocessConfig,
-                 onnx_nms: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.postprocess = postprocess
-        self.onnx_nms = onnx_nms
-        self.normalize = Normalizer.from_config(model.config.preprocess)
-        device = next(model.parameters()).device
-        self.register_buffer("anchors", model.anchors(self.image_size, device).clone(), persistent=False)
-
-    def forward(self, images: Tensor, clip_to: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``clip_to [B, 2]`` float32: the ``(H, W)`` in input pixels to clip boxes to (the resized image, as
-        :func:`~efficientdet.postprocess.postprocess` clips); ``None``: the whole input."""
-        outputs = self.model(self.normalize(images))
-        outputs = HeadOutputs(outputs.cls_logits.float(), outputs.box_deltas.float())
-        if self.postprocess.nms == "soft":
-            return postprocess_padded(outputs, self.anchors, self.postprocess, image_sizes=clip_to,
-                                      input_size=self.image_size)
-        return self._hard_nms(outputs, clip_to)
-
-    def _clip_sizes(self, batch: int, clip_to: Tensor | None) -> Tensor:
-        """``[B, 1, 2]`` float32 ``(H, W)`` to clip each image's boxes to: ``clip_to`` or the whole input."""
-        if clip_to is None:
-            return torch.tensor(self.image_size, dtype=torch.float32, device=self.anchors.device).expand(batch, 1, 2)
-        return clip_to[:, None, :]
-
-    def _hard_nms(self, outputs: HeadOutputs, clip_to: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Hard NMS with fixed-shape outputs: every candidate of :func:`postprocess_padded`, one NMS call."""
-        cfg = self.postprocess
-        b, _, k = outputs.cls_logits.shape
-        clip_to = self._clip_sizes(b, clip_to)
-        source = CandidateSource(outputs, self.anchors, cfg, clip_to)
-        cand = source.take(source.size)  # best first
-        d = cfg.max_detections
-        class_aware = cfg.mode == "topk" and not cfg.class_agnostic and k > 1
-        threshold = cfg.score_threshold if cfg.score_threshold > 0 else -math.inf
-        slots, valid, counts = self._select(cand, cand.label if class_aware else None, k if class_aware else 1,
-                                            threshold)
-        boxes = cand.boxes.gather(1, slots[..., None].expand(b, d, 4))
-        if cfg.mode == "global":  # the official code clips after NMS
-            boxes = clip_boxes(boxes, clip_to)
-        boxes = boxes * valid[..., None]
-        scores = cand.score.gather(1, slots) * valid
-        labels = torch.where(valid, cand.label.gather(1, slots), PAD_LABEL)
-        return boxes, scores, labels, counts
-
-    def _select(self, cand: Candidates, groups: Tensor | None, num_groups: int,
-                threshold: float) -> tuple[Tensor, Tensor, Tensor]:
-        """What hard NMS keeps of ``cand`` (best first; ``groups [B, C]`` class ids for per-class NMS, else
-        ``None``): ``slots [B, D]`` candidate indices, ``valid [B, D]`` bool, ``counts [B]`` int64."""
-        cfg = self.postprocess
-        if self.onnx_nms:
-            kept = _onnx_nms_mask(cand.boxes, cand.score, groups, num_groups, cfg.iou_threshold, threshold,
-                                  cfg.max_detections)
-        else:
-            kept = hard_nms_mask(cand.boxes, cand.score, groups, cfg.iou_threshold)
-        kept = kept & (cand.score > threshold)
-        # the first D kept candidates of each image (candidates are in NMS order, so these are the best)
-        return first_kept(kept, cfg.max_detections)
+Boxes are clipped to the input size (the graph does not know the original image size): in ``topk`` mode,
+where boxes are clipped before NMS, a box reaching into the letterbox padding keeps its part in the padding,
+so NMS around the image's far edge can differ slightly from :class:`~efficientdet.predict.Predictor`, which
+clips to the image (measured: 2 of 800 detections on 8 photos; ``benchmarks/compare_effdet.py``);
+``forward``'s ``clip_to`` (given by the raw-image graph, which knows the image size) clips to the image
+instead. The format's ``hard_nms`` picks the NMS kernel (:data:`~efficientdet.postprocess.HARD_NMS`)."""
 
 
-def _onnx_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, num_groups: int, iou_threshold: float,
+def onnx_nms_mask(boxes: Tensor, scores: Tensor, groups: Tensor | None, num_groups: int, iou_threshold: float,
                    score_threshold: float, max_per_group: int) -> Tensor:
     """``kept [B, C]`` bool via the ONNX ``NonMaxSuppression`` operator (per image, per group).
 
@@ -425,7 +352,7 @@ def export_model(
 
         model = optimize_for_inference(model, channels_last=False, for_onnx=format == "onnx")
     fmt = EXPORT_FORMATS[format]
-    graph = DetectionGraph(model, size, cfg, onnx_nms=fmt.onnx_nms).eval()
+    graph = DetectionPipeline(model, size, cfg, hard_nms=fmt.hard_nms).eval()
     device = next(model.parameters()).device
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -634,6 +561,7 @@ __all__ = [
     "METADATA_FILE",
     "METADATA_KEYS",
     "DetectionGraph",
+    "onnx_nms_mask",
     "export_config",
     "export_metadata",
     "export_model",

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from efficientdet.config import NmsMethod, PostprocessConfig, PostprocessMode, choices
+from efficientdet.errors import ConfigError
 from efficientdet.modeling.anchors import input_size_from_anchors
 from efficientdet.ops.box_coder import decode
 from efficientdet.ops.boxes import clip_boxes
@@ -63,8 +65,8 @@ def override(cfg: PostprocessConfig, *, nms: str | None = None, max_detections: 
     return dataclasses.replace(cfg, **changes)
 
 
-def _check(outputs: HeadOutputs, anchors: Tensor, cfg: PostprocessConfig) -> None:
-    """Shapes of the head outputs and anchors (``cfg`` checked its own values when it was built)."""
+def _check(outputs: HeadOutputs, anchors: Tensor) -> None:
+    """Shapes of the head outputs and anchors (the config checked its own values when it was built)."""
     logits, deltas = outputs
     if logits.dim() != 3 or deltas.dim() != 3 or deltas.shape[-1] != 4 or logits.shape[:2] != deltas.shape[:2]:
         raise ValueError(
@@ -231,53 +233,132 @@ def first_kept(kept: Tensor, max_outputs: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def hard_nms_fixed(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: float, score_threshold: float,
-                   max_outputs: int) -> tuple[Tensor, Tensor, Tensor]:
+                   max_outputs: int, kept: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Hard NMS per image (and group) with fixed-shape outputs: the traceable hard path.
 
     Inputs: ``boxes [B, C, 4]`` xyxy, ``scores [B, C]`` sorted best first (as :class:`CandidateSource`
     gives them), optional ``groups [B, C]`` int. Same result as :func:`~efficientdet.ops.nms.greedy_nms`
     with ``sigma = 0``. Returns ``indices [B, D]`` int64 into ``C``, ``scores [B, D]`` and ``counts [B]``;
-    slots ``>= counts[b]`` hold index 0 and score 0.
+    slots ``>= counts[b]`` hold index 0 and score 0. ``kept [B, C]``: the NMS result when another kernel computed
+    it (the ONNX operator), else :func:`hard_nms_mask` computes it.
     """
-    kept = hard_nms_mask(boxes, scores, groups, iou_threshold) & (scores > score_threshold)
-    indices, valid, counts = first_kept(kept, max_outputs)
+    if kept is None:
+        kept = hard_nms_mask(boxes, scores, groups, iou_threshold)
+    # the first D kept candidates of each image (candidates are in NMS order, so these are the best)
+    indices, valid, counts = first_kept(kept & (scores > score_threshold), max_outputs)
     return indices, scores.gather(1, indices) * valid, counts
 
 
-def _select(source: CandidateSource, cfg: PostprocessConfig) -> tuple[Candidates, Tensor, Tensor, Tensor]:
-    """NMS: the candidates used, ``indices [B, D]`` into them, ``scores [B, D]`` and ``counts [B]``."""
-    d, soft = cfg.max_detections, cfg.nms == "soft"
-    sigma = cfg.soft_nms_sigma if soft else 0.0
-    threshold = cfg.score_threshold if cfg.score_threshold > 0 else (SOFT_NMS_SCORE_THRESHOLD if soft else -math.inf)
-    class_aware = cfg.mode == "topk" and not cfg.class_agnostic and source.logits.shape[-1] > 1
-    tracing = is_tracing()
-    c = source.size
-    p = c if tracing else min(c, max(PREFIX_MIN, 2 * d))
-    while True:
-        cand = source.take(p)
-        groups = cand.label if class_aware else None
-        if soft:  # equal (decayed) scores go to the lower anchor, then class: TF's box index order
-            ids = cand.anchor * source.logits.shape[-1] + cand.label
-            idx, scores, counts = greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, sigma, threshold, groups,
-                                             ids)
-        elif tracing:
-            idx, scores, counts = hard_nms_fixed(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d)
-        else:
-            idx, scores, counts = _hard_nms_padded(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d)
-        if p == c:
-            return cand, idx, scores, counts
-        # Final when no candidate left out can still be selected: D found (in soft mode, the last scoring
-        # above the best score left out, as decays only lower scores; an equal one could have won the tie by
-        # its anchor), or all left out are below threshold. Hard NMS visits candidates in their order.
-        final = counts == d
-        if soft:
-            final = final & (scores[:, -1] > cand.next_score)
-        final = final | (cand.next_score <= threshold)
-        if bool(final.all()):
-            return cand, idx, scores, counts
-        # Soft-NMS may still select anything scoring above its last selection: include all of those.
-        needed = source.count_at_least(torch.where(counts == d, scores[:, -1], threshold)) if soft else 0
-        p = min(c, max(4 * p, needed + 1))
+HARD_NMS = ("auto", "torchvision", "onnx", "greedy")
+"""How :class:`Postprocessor` runs hard NMS (chosen once, when it is built):
+
+- ``auto``: eagerly, :func:`~efficientdet.ops.nms.batched_nms` on growing prefixes of the candidates (fast,
+  dynamic shapes); while tracing, ``torchvision``;
+- ``torchvision``: one fixed-shape pass over all candidates (:func:`hard_nms_mask`, the op ``torchvision::nms``);
+- ``onnx``: one pass through the ONNX ``NonMaxSuppression`` operator (:mod:`efficientdet.export`);
+- ``greedy``: the fixed-shape greedy loop of :func:`~efficientdet.ops.nms.greedy_nms` without decay (no NMS
+  operator needed: ExecuTorch).
+
+Every kernel selects the same detections; soft NMS is always the greedy loop with its Gaussian decay."""
+
+
+class Postprocessor(nn.Module):
+    """Head outputs + anchors -> padded detections: the one post-processing of every inference path.
+
+    ``cfg`` (mode, NMS, thresholds) and the hard NMS kernel (:data:`HARD_NMS`) are checked and chosen once,
+    here. :meth:`select` (NMS on the candidates) is the step a runtime without an NMS kernel overrides.
+
+    ``forward(outputs, anchors, clip_to)``: ``outputs`` (``cls_logits [B, N, K]``, ``box_deltas [B, N, 4]``),
+    ``anchors [N, 4]`` xyxy input pixels, ``clip_to [B, 2]`` float32 ``(H, W)`` in input pixels to clip each
+    image's boxes to (``None``: the input, ``input_size`` or inferred from the anchors). Returns ``boxes
+    [B, D, 4]`` xyxy float32 input pixels, ``scores [B, D]`` float32 (descending), ``labels [B, D]`` int64
+    (``0 .. K-1``) and ``counts [B]`` int64, ``D = cfg.max_detections``; rows ``>= counts[b]`` are zero with
+    label :data:`PAD_LABEL`.
+    """
+
+    def __init__(self, cfg: PostprocessConfig, hard_nms: str = "auto") -> None:
+        super().__init__()
+        if hard_nms not in HARD_NMS:
+            raise ConfigError(f"hard_nms={hard_nms!r} is unknown; use one of {', '.join(HARD_NMS)}")
+        self.cfg = cfg
+        self.hard_nms = hard_nms
+        self.soft = cfg.nms == "soft"
+        # a candidate needs a score above this; 0 means the official default (none for hard NMS)
+        self.threshold = cfg.score_threshold if cfg.score_threshold > 0 else (
+            SOFT_NMS_SCORE_THRESHOLD if self.soft else -math.inf)
+
+    def forward(self, outputs: HeadOutputs, anchors: Tensor, clip_to: Tensor | None = None,
+                input_size: tuple[int, int] | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        _check(outputs, anchors)
+        cfg = self.cfg
+        b = outputs.cls_logits.shape[0]
+        if clip_to is None:
+            size = input_size or input_size_from_anchors(anchors)
+            clip_to = torch.tensor(size, dtype=torch.float32, device=anchors.device).expand(b, 2)
+        clip_to = clip_to.to(device=anchors.device, dtype=torch.float32)[:, None, :]  # [B, 1, 2]
+        cand, keep, out_scores, counts = self._nms(CandidateSource(outputs, anchors, cfg, clip_to))
+        out_boxes = cand.boxes.gather(1, keep[..., None].expand(-1, -1, 4))
+        out_labels = cand.label.gather(1, keep)
+        if cfg.mode == "global":  # the official code clips after NMS
+            out_boxes = clip_boxes(out_boxes, clip_to)
+        valid = torch.arange(cfg.max_detections, device=counts.device)[None, :] < counts[:, None]
+        out_boxes = out_boxes * valid[..., None]
+        out_scores = out_scores * valid
+        out_labels = torch.where(valid, out_labels, PAD_LABEL)
+        return out_boxes, out_scores, out_labels, counts
+
+    def _nms(self, source: CandidateSource) -> tuple[Candidates, Tensor, Tensor, Tensor]:
+        """NMS: the candidates used, ``indices [B, D]`` into them, ``scores [B, D]`` and ``counts [B]``.
+
+        The ``auto`` kernel, run eagerly, starts on the best-scoring prefix of the candidates and grows it
+        while the prefix cannot prove its result final; the others take all candidates at once (fixed shapes).
+        """
+        cfg, d = self.cfg, self.cfg.max_detections
+        num_classes = source.logits.shape[-1]
+        class_aware = cfg.mode == "topk" and not cfg.class_agnostic and num_classes > 1
+        c = source.size
+        grow = self.hard_nms == "auto" and not is_tracing()
+        p = min(c, max(PREFIX_MIN, 2 * d)) if grow else c
+        while True:
+            cand = source.take(p)
+            groups = cand.label if class_aware else None
+            idx, scores, counts = self.select(cand, groups, num_classes)
+            if p == c:
+                return cand, idx, scores, counts
+            # Final when no candidate left out can still be selected: D found (in soft mode, the last scoring
+            # above the best score left out, as decays only lower scores; an equal one could have won the tie by
+            # its anchor), or all left out are below threshold. Hard NMS visits candidates in their order.
+            final = counts == d
+            if self.soft:
+                final = final & (scores[:, -1] > cand.next_score)
+            final = final | (cand.next_score <= self.threshold)
+            if bool(final.all()):
+                return cand, idx, scores, counts
+            # Soft-NMS may still select anything scoring above its last selection: include all of those.
+            needed = source.count_at_least(torch.where(counts == d, scores[:, -1], self.threshold)) if self.soft else 0
+            p = min(c, max(4 * p, needed + 1))
+
+    def select(self, cand: Candidates, groups: Tensor | None, num_classes: int) -> tuple[Tensor, Tensor, Tensor]:
+        """NMS of ``cand`` (best first; ``groups [B, C]`` class ids for per-class NMS, else ``None``;
+        ``num_classes`` = K): ``indices [B, D]`` int64 into the candidates (0 in unused slots), ``scores
+        [B, D]`` (0 in unused slots; soft NMS: the decayed scores) and ``counts [B]`` int64."""
+        cfg, d, threshold = self.cfg, self.cfg.max_detections, self.threshold
+        if self.soft:  # equal (decayed) scores go to the lower anchor, then class: TF's box index order
+            ids = cand.anchor * num_classes + cand.label
+            return greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, cfg.soft_nms_sigma, threshold, groups, ids)
+        if self.hard_nms == "greedy":
+            idx, _, counts = greedy_nms(cand.boxes, cand.score, d, cfg.iou_threshold, 0.0, threshold, groups)
+            valid = torch.arange(d, device=counts.device)[None, :] < counts[:, None]
+            return idx, cand.score.gather(1, idx) * valid, counts
+        if self.hard_nms == "auto" and not is_tracing():
+            return _hard_nms_padded(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d)
+        kept = None
+        if self.hard_nms == "onnx":
+            from efficientdet.export import onnx_nms_mask
+
+            kept = onnx_nms_mask(cand.boxes, cand.score, groups, num_classes if groups is not None else 1,
+                                 cfg.iou_threshold, threshold, d)
+        return hard_nms_fixed(cand.boxes, cand.score, groups, cfg.iou_threshold, threshold, d, kept)
 
 
 def postprocess_padded(
@@ -288,7 +369,7 @@ def postprocess_padded(
     image_sizes: Tensor | None = None,
     input_size: tuple[int, int] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Detections as fixed-shape tensors (traceable for export).
+    """Detections as fixed-shape tensors (traceable for export): :class:`Postprocessor` as a function.
 
     Inputs: ``outputs`` (``cls_logits [B, N, K]``, ``box_deltas [B, N, 4]``), ``anchors [N, 4]`` xyxy input
     pixels. ``scales [B]``: input pixels per original pixel (:attr:`ImageMeta.scale`); ``image_sizes [B, 2]``:
@@ -300,28 +381,15 @@ def postprocess_padded(
     (``0 .. K-1``) and ``counts [B]`` int64, ``D = cfg.max_detections``; rows ``>= counts[b]`` are zero with
     label :data:`PAD_LABEL`.
     """
-    _check(outputs, anchors, cfg)
-    b = outputs.cls_logits.shape[0]
+    clip_to = None
     if image_sizes is not None:
         clip_to = image_sizes.to(torch.float32)
         if scales is not None:
             clip_to = clip_to * scales.to(clip_to)[:, None]
-    else:
-        clip_to = torch.tensor(input_size or input_size_from_anchors(anchors), dtype=torch.float32).expand(b, 2)
-    clip_to = clip_to.to(anchors.device)[:, None, :]  # [B, 1, 2]: (H, W) in input pixels
-
-    cand, keep, out_scores, counts = _select(CandidateSource(outputs, anchors, cfg, clip_to), cfg)
-    out_boxes = cand.boxes.gather(1, keep[..., None].expand(-1, -1, 4))
-    out_labels = cand.label.gather(1, keep)
-    if cfg.mode == "global":  # the official code clips after NMS
-        out_boxes = clip_boxes(out_boxes, clip_to)
+    boxes, scores, labels, counts = Postprocessor(cfg)(outputs, anchors, clip_to, input_size)
     if scales is not None:
-        out_boxes = out_boxes / scales.to(out_boxes)[:, None, None]
-    valid = torch.arange(cfg.max_detections, device=counts.device)[None, :] < counts[:, None]
-    out_boxes = out_boxes * valid[..., None]
-    out_scores = out_scores * valid
-    out_labels = torch.where(valid, out_labels, PAD_LABEL)
-    return out_boxes, out_scores, out_labels, counts
+        boxes = boxes / scales.to(boxes)[:, None, None]
+    return boxes, scores, labels, counts
 
 
 def postprocess(
@@ -344,8 +412,19 @@ def postprocess(
         device = outputs.cls_logits.device
         scales = torch.tensor([m.scale for m in metas], dtype=torch.float32, device=device)
         image_sizes = torch.tensor([m.orig_size for m in metas], dtype=torch.float32, device=device)
-    boxes, scores, labels, counts = postprocess_padded(outputs, anchors, cfg, scales, image_sizes)
-    return [Detections(boxes[i, :n], scores[i, :n], labels[i, :n], label_names) for i, n in enumerate(counts.tolist())]
+    return unpad(postprocess_padded(outputs, anchors, cfg, scales, image_sizes), label_names=label_names)
+
+
+def unpad(padded: tuple[Tensor, Tensor, Tensor, Tensor], scales: Tensor | None = None,
+          label_names: Sequence[str] | None = None) -> list[Detections]:
+    """Padded detections (``boxes [B, D, 4]``, ``scores [B, D]``, ``labels [B, D]``, ``counts [B]``) -> one
+    :class:`Detections` per image, its first ``counts[b]`` rows; boxes divided by ``scales [B]`` when given
+    (input pixels -> original-image pixels)."""
+    boxes, scores, labels, counts = padded
+    if scales is not None:
+        boxes = boxes / scales.to(boxes)[:, None, None]
+    names = tuple(label_names) if label_names is not None else None
+    return [Detections(boxes[i, :n], scores[i, :n], labels[i, :n], names) for i, n in enumerate(counts.tolist())]
 
 
 __all__ = [
@@ -355,10 +434,13 @@ __all__ = [
     "NMS_METHODS",
     "Candidates",
     "CandidateSource",
+    "HARD_NMS",
+    "Postprocessor",
     "override",
     "hard_nms_mask",
     "first_kept",
     "hard_nms_fixed",
     "postprocess",
     "postprocess_padded",
+    "unpad",
 ]

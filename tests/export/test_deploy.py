@@ -246,15 +246,13 @@ def test_executorch_program_runs_in_the_executorch_runtime(tmp_path):
 
 def test_greedy_hard_nms_graph_equals_the_nms_operator_graph(model):
     """The ExecuTorch graph's hard NMS (greedy loop, no NMS operator) selects what torchvision's NMS selects."""
-    from efficientdet.exporters.executorch import GreedyDetectionGraph
-
     cfg = export_config(model.config, max_detections=30)
     fill = fill_values(model.config.preprocess.fill, model.config.preprocess.mean)
     x = torch.stack([letterbox(torch.from_numpy(im).permute(2, 0, 1), TINY_SIZE, fill, uint8=True)[0]
                      for im in photos()[:3]])
     with torch.no_grad():
         expected = DetectionGraph(model, TINY_SIZE, cfg)(x)
-        got = GreedyDetectionGraph(model, TINY_SIZE, cfg)(x)
+        got = DetectionGraph(model, TINY_SIZE, cfg, hard_nms="greedy")(x)
     assert got[3].tolist() == expected[3].tolist() and got[2].tolist() == expected[2].tolist()
     torch.testing.assert_close(got[0], expected[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(got[1], expected[1], atol=1e-6, rtol=0)

@@ -359,10 +359,10 @@ def test_onnxruntime_backend_exports_once_into_the_cache(monkeypatch, tmp_path, 
     assert len({key, export_cache_key(other, None, None), export_cache_key(model, "soft", None),
                 export_cache_key(model, None, 50)}) == 4
     # edited library code (the exported graph is its output too): another key
-    import efficientdet.predict as predict_module
+    import efficientdet.backends.onnxruntime as onnxruntime_backend
 
     with monkeypatch.context() as patch:
-        patch.setattr(predict_module, "_library_source_digest", lambda: "edited sources")
+        patch.setattr(onnxruntime_backend, "_library_source_digest", lambda: "edited sources")
         assert export_cache_key(model, None, None) != key
 
     # a damaged cached file is exported again (here: the good file copied back by a stand-in exporter)

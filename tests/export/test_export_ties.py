@@ -31,9 +31,7 @@ class HeadsGraph(DetectionGraph):
 
     def forward(self, images: torch.Tensor):  # type: ignore[override]  # the export's input name
         outputs = HeadOutputs(images[..., :-4], images[..., -4:])
-        if self.postprocess.nms == "soft":
-            return postprocess_padded(outputs, self.anchors, self.postprocess, input_size=self.image_size)
-        return self._hard_nms(outputs)
+        return self.postprocessor(outputs, self.anchors, input_size=self.image_size)
 
 
 SLOW = pytest.mark.slow  # ~20 s each: the dynamo exporter
@@ -58,7 +56,7 @@ def test_onnx_nms_ties_equal_pytorch(mode, nms, exporter, tmp_path):
                        fpn__repeats=1, head__repeats=1)
     cfg = export_config(model.config, nms=nms)
     cfg = type(cfg)(**{**cfg.__dict__, "mode": mode, "max_detections": 20 if nms == "soft" else 40, "class_agnostic": mode == "global"})
-    graph = HeadsGraph(model, SIZE, cfg, onnx_nms=True).eval()
+    graph = HeadsGraph(model, SIZE, cfg, hard_nms="onnx").eval()
     first, second = tied_outputs(SIZE, seed=1), tied_outputs(SIZE, seed=2)
     heads = torch.cat([torch.cat(first, -1), torch.cat(second, -1)])
     path = tmp_path / "ties.onnx"

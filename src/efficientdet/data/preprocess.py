@@ -135,20 +135,23 @@ def letterbox(image: Tensor, input_size: tuple[int, int], fill: tuple[float, flo
     return canvas[0], scale
 
 
-def preprocess(
+def letterbox_images(
     images: ImageInput | Sequence[ImageInput],
     cfg: PreprocessConfig,
     device: torch.device | str | None = None,
-) -> ImageBatch:
-    """Turn one image or a list (mixed types and sizes allowed) into a normalised network batch.
+    uint8: bool = False,
+) -> tuple[Tensor, list[ImageMeta]]:
+    """Letterbox one image or a list (mixed types and sizes allowed) into the network input: what
+    :class:`~efficientdet.predict.Predictor` feeds :class:`~efficientdet.pipeline.DetectionPipeline`.
 
     Args:
         images: see :data:`ImageInput`; a ``[B, 3, H, W]`` tensor counts as ``B`` images.
-        cfg: input size ``(H_in, W_in)``, mean / std (0..1), fill and interpolation.
-        device: where to resize and normalise (the image is moved there first, as ``uint8`` when it is).
+        cfg: input size ``(H_in, W_in)``, fill and interpolation (mean / std only for the ``"mean"`` fill).
+        device: where to resize (the image is moved there first, as ``uint8`` when it is).
+        uint8: round the canvases to ``uint8`` (the input of exported graphs).
 
     Returns:
-        :class:`ImageBatch` with ``pixels [B, 3, H_in, W_in]`` float32 and one :class:`ImageMeta` per image.
+        ``canvases [B, 3, H_in, W_in]`` (float32 0..255, or ``uint8``) and one :class:`ImageMeta` per image.
     """
     if isinstance(images, Tensor) and images.ndim == 4:
         items: list[ImageInput] = list(images.unbind(0))
@@ -165,12 +168,26 @@ def preprocess(
         chw = to_chw_tensor(item)
         if device is not None:
             chw = chw.to(device)
-        raw = chw.float() if chw.dtype == torch.uint8 else chw.float() * 255.0
-        canvas, scale = letterbox(raw, size, fill, cfg.interpolation)
+        raw = chw if chw.dtype == torch.uint8 else chw.float() * 255.0
+        canvas, scale = letterbox(raw, size, fill, cfg.interpolation, uint8=uint8)
         canvases.append(canvas)
         metas.append(ImageMeta(orig_size=(int(chw.shape[-2]), int(chw.shape[-1])), input_size=size, scale=scale))
-    pixels = normalize(torch.stack(canvases), cfg.mean, cfg.std)
-    return ImageBatch(pixels, metas)
+    return torch.stack(canvases), metas
+
+
+def preprocess(
+    images: ImageInput | Sequence[ImageInput],
+    cfg: PreprocessConfig,
+    device: torch.device | str | None = None,
+) -> ImageBatch:
+    """Turn one image or a list (mixed types and sizes allowed) into a normalised network batch:
+    :func:`letterbox_images`, then :func:`normalize`.
+
+    Returns:
+        :class:`ImageBatch` with ``pixels [B, 3, H_in, W_in]`` float32 and one :class:`ImageMeta` per image.
+    """
+    canvases, metas = letterbox_images(images, cfg, device)
+    return ImageBatch(normalize(canvases, cfg.mean, cfg.std), metas)
 
 
 class Normalizer(nn.Module):
@@ -198,5 +215,5 @@ class Normalizer(nn.Module):
         return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
 
 
-__all__ = ["ImageInput", "preprocess", "normalize", "Normalizer", "letterbox", "letterbox_scale", "fill_values",
+__all__ = ["ImageInput", "preprocess", "letterbox_images", "normalize", "Normalizer", "letterbox", "letterbox_scale", "fill_values",
            "to_chw_tensor"]

@@ -1,6 +1,7 @@
 """Training and evaluation transforms on ``uint8`` images with their boxes.
 
-A :class:`Sample` holds a ``uint8 [3, H, W]`` image, ``xyxy`` float32 boxes in that image's pixels, labels
+A :class:`Sample` holds a ``uint8 [3, H, W]`` image (the evaluation :class:`Letterbox` ends with the float32
+canvas that :class:`~efficientdet.predict.Predictor` feeds the network), ``xyxy`` float32 boxes in that image's pixels, labels
 and ignore flags. Each transform is a callable ``(sample, generator) -> sample``; all randomness comes
 from the ``torch.Generator`` passed in, so the loader can give every sample its own seed (derived from the
 run seed, the epoch and the sample index) and a resumed run reproduces the same augmentations whatever
@@ -34,7 +35,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 
 from efficientdet.config import IMAGENET_MEAN
-from efficientdet.data.preprocess import fill_values, letterbox_scale
+from efficientdet.data.preprocess import fill_values, letterbox, letterbox_scale
 from efficientdet.errors import ConfigError
 
 MIN_BOX_SIZE = 1.0
@@ -177,22 +178,26 @@ class HorizontalFlip:
 class Letterbox:
     """Resize to fit ``output_size`` ``(H, W)`` keeping the aspect ratio (official scale rule), pad bottom/right.
 
-    Used for evaluation and as the last step of training pipelines without scale jitter.
+    The evaluation step: the image becomes the float32 (0..255) canvas of
+    :func:`~efficientdet.data.preprocess.letterbox`, the very function :class:`~efficientdet.predict.Predictor`
+    letterboxes with, so ``validate`` scores the network input that ``Predictor`` produces for the same image.
+    ``fill``: the padding colour in 0..255 (:func:`~efficientdet.data.preprocess.fill_values`).
     """
 
-    def __init__(self, output_size: tuple[int, int], fill: tuple[int, int, int] = (0, 0, 0),
+    def __init__(self, output_size: tuple[int, int], fill: Sequence[float] = (0, 0, 0),
                  interpolation: str = "bilinear", min_size: float = MIN_BOX_SIZE) -> None:
+        _interp(interpolation)  # a clear error for an unknown name, now
         self.output_size = (int(output_size[0]), int(output_size[1]))
-        self.fill = fill
-        self.interpolation = _interp(interpolation)
+        self.fill = tuple(float(v) for v in fill)
+        self.interpolation = interpolation
         self.min_size = min_size
 
     def __call__(self, sample: Sample, gen: torch.Generator | None = None) -> Sample:
-        scale, new_size = letterbox_scale(sample.size, self.output_size)
-        resized = _resize(sample, new_size, self.interpolation)
-        canvas = _canvas(self.output_size, self.fill, resized.image)
-        canvas[:, : new_size[0], : new_size[1]] = resized.image
-        out = replace(resized, image=canvas, scale=sample.scale * scale)
+        h, w = sample.size
+        canvas, scale = letterbox(sample.image, self.output_size, self.fill, self.interpolation)  # type: ignore[arg-type]
+        nh, nw = letterbox_scale((h, w), self.output_size)[1]
+        boxes = sample.boxes * torch.tensor([nw / w, nh / h] * 2, dtype=torch.float32)
+        out = replace(sample, image=canvas, boxes=boxes, scale=sample.scale * scale)
         return clip_and_filter(out, self.min_size)
 
     def __repr__(self) -> str:
@@ -643,8 +648,9 @@ def train_transforms(
 
 def eval_transforms(image_size: tuple[int, int], *, fill: str | float | Sequence[float] = "mean",
                     mean: Sequence[float] = IMAGENET_MEAN, interpolation: str = "bilinear") -> Compose:
-    """Evaluation: letterbox resize and pad only."""
-    return Compose([Letterbox(image_size, resolve_fill(fill, mean), interpolation)])
+    """Evaluation: letterbox resize and pad only (float32 canvases, exactly :class:`~efficientdet.predict.Predictor`'s
+    network input for the same image and preprocessing)."""
+    return Compose([Letterbox(image_size, fill_values(fill, mean), interpolation)])
 
 
 __all__ = [

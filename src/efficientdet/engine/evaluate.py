@@ -22,16 +22,18 @@ def evaluate(model: nn.Module, loader: Any, evaluator: Any, *, device: torch.dev
              progress: bool = False) -> dict[str, float]:
     """Predict every batch of ``loader`` and feed ``evaluator``; returns ``evaluator.compute()``.
 
-    Detections are mapped back to original-image pixels through each image's letterbox metadata. In a
-    distributed run every process evaluates its shard and the evaluator gathers before computing.
+    Each batch (letterboxed canvases, as :class:`~efficientdet.data.transforms.Letterbox` makes them: the
+    network input :class:`~efficientdet.predict.Predictor` makes of the same image) runs through a
+    :class:`~efficientdet.pipeline.DetectionPipeline`, which maps the detections back to original-image
+    pixels through each image's letterbox metadata. In a distributed run every process evaluates its shard
+    and the evaluator gathers before computing.
     """
-    from efficientdet.data.preprocess import Normalizer
-    from efficientdet.postprocess import postprocess as run_postprocess
+    from efficientdet.pipeline import DetectionPipeline, clip_sizes
 
     device = torch.device(device)
     config = model.config
-    pp = postprocess or config.postprocess
-    normalize = Normalizer.from_config(config.preprocess, channels_last=channels_last).to(device)
+    pipeline = DetectionPipeline(model, postprocess=postprocess, channels_last=channels_last,  # type: ignore[arg-type]
+                                 autocast=amp_dtype(amp))
     was_training = model.training
     model.eval()
     evaluator.reset()
@@ -40,19 +42,13 @@ def evaluate(model: nn.Module, loader: Any, evaluator: Any, *, device: torch.dev
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(loader), desc="validate", unit="batch", leave=False, dynamic_ncols=True, disable=None)
-    dtype = amp_dtype(amp)
-    ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     evaluated = 0
     for batch in loader:
         if len(batch) == 0:
             continue
         evaluated += len(batch)
-        pixels = normalize(batch.images.to(device, non_blocking=True))
-        with ctx:
-            outputs = model(pixels)
-        outputs = type(outputs)(outputs.cls_logits.float(), outputs.box_deltas.float())
-        anchors = model.anchors(tuple(pixels.shape[-2:]), device)
-        dets = run_postprocess(outputs, anchors, pp, batch.metas, config.label_names)
+        padded = pipeline(batch.images.to(device, non_blocking=True), clip_sizes(batch.metas, device))
+        dets = pipeline.detections(padded, batch.metas, config.label_names)
         evaluator.update(batch.indices, [d.to("cpu") for d in dets])
         if bar is not None:
             bar.update(1)
@@ -113,8 +109,10 @@ def validate(
     test-dev (no annotations) only the results json is written.
     """
     from efficientdet.data.check import require_usable
+    from efficientdet.data.dataset import TorchDataset
     from efficientdet.data.loader import create_loader
     from efficientdet.data.parsers import load_dataset
+    from efficientdet.data.transforms import eval_transforms
     from efficientdet.engine.distributed import init_distributed
     from efficientdet.evaluation import create_evaluator
     from efficientdet.factory import resolve_model
@@ -134,8 +132,11 @@ def validate(
         raise ConfigError(f"the model predicts {net.config.num_classes} classes, the dataset {data} has "
                           f"{dataset.num_classes}; evaluate a model trained on this dataset")
     world = (dist.world_size, dist.rank) if dist.distributed else False
-    loader = create_loader(dataset, batch_size, False, net.config.image_size, num_workers=workers, distributed=world,
-                           fill=net.config.preprocess.fill, mean=net.config.preprocess.mean)
+    pre = net.config.preprocess
+    letterboxed = TorchDataset(dataset, net.config.image_size, eval_transforms(
+        net.config.image_size, fill=pre.fill, mean=pre.mean, interpolation=pre.interpolation))
+    loader = create_loader(letterboxed, batch_size, False, net.config.image_size, num_workers=workers,
+                           distributed=world)
     has_gt = any(len(r.labels) for r in dataset.records)
     options: dict[str, Any] = {}
     if metric == "coco" and annotation_file is not None:

@@ -1,13 +1,13 @@
 """ExecuTorch ``.pte`` export (XNNPACK): ``efficientdet export --format executorch``.
 
-The graph is :class:`~efficientdet.export.DetectionGraph` (uint8 letterboxed batch in, padded detections
-out), captured by ``torch.export`` at batch 1 (ExecuTorch plans memory for fixed shapes), lowered with the
-XNNPACK partitioner (convolutions, pooling and elementwise work run in XNNPACK; the post-processing runs
+The graph is the :class:`~efficientdet.pipeline.DetectionPipeline` (uint8 letterboxed batch in, padded
+detections out), captured by ``torch.export`` at batch 1 (ExecuTorch plans memory for fixed shapes), lowered
+with the XNNPACK partitioner (convolutions, pooling and elementwise work run in XNNPACK; the post-processing runs
 in ExecuTorch's portable kernels) and written as a ``.pte`` program.
 
 ExecuTorch has no NMS kernel, so hard NMS runs as the fixed-shape greedy loop of
-:func:`~efficientdet.ops.nms.greedy_nms` with no score decay (the same selections as hard NMS, unrolled
-once per output slot: keep ``max_detections`` small for a small program); soft NMS is that loop with its
+:func:`~efficientdet.ops.nms.greedy_nms` with no score decay (the format's ``hard_nms="greedy"``: the same
+selections as hard NMS, unrolled once per output slot: keep ``max_detections`` small for a small program); soft NMS is that loop with its
 Gaussian decay. A ``.pte`` file has no room for metadata: it goes next to it as ``<file>.json`` (the keys of
 :func:`~efficientdet.export.export_metadata`, read back by :func:`~efficientdet.export.read_metadata`).
 
@@ -24,24 +24,10 @@ import json
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from efficientdet.errors import ConfigError
-from efficientdet.export import DetectionGraph, ExportJob
-from efficientdet.ops.nms import greedy_nms
-from efficientdet.postprocess import Candidates
-
-
-class GreedyDetectionGraph(DetectionGraph):
-    """:class:`~efficientdet.export.DetectionGraph` whose hard NMS is the greedy loop (no NMS operator needed)."""
-
-    def _select(self, cand: Candidates, groups: Tensor | None, num_groups: int,
-                threshold: float) -> tuple[Tensor, Tensor, Tensor]:
-        d = self.postprocess.max_detections
-        slots, _, counts = greedy_nms(cand.boxes, cand.score, d, self.postprocess.iou_threshold, 0.0, threshold,
-                                      groups)
-        valid = torch.arange(d, device=counts.device)[None, :] < counts[:, None]
-        return slots, valid, counts
+from efficientdet.export import ExportJob
+from efficientdet.pipeline import DetectionPipeline
 
 
 def metadata_path(path: str | Path) -> Path:
@@ -59,9 +45,8 @@ def write_executorch(job: ExportJob) -> None:
         raise ConfigError("ExecuTorch export needs executorch: pip install executorch "
                           "(or pip install 'efficientdet[executorch]')") from err
     graph = job.graph
-    if not isinstance(graph, DetectionGraph):
+    if not isinstance(graph, DetectionPipeline):
         raise ConfigError("ExecuTorch export takes the batch input (drop --input raw)")
-    graph.__class__ = GreedyDetectionGraph  # same module, hard NMS as the greedy loop (portable kernels)
     example = job.example[:1] if job.dynamic_shapes is not None else job.example
     program = torch.export.export(graph, (example,))
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
@@ -74,4 +59,4 @@ def write_executorch(job: ExportJob) -> None:
     tmp.replace(job.path)
 
 
-__all__ = ["GreedyDetectionGraph", "metadata_path", "write_executorch"]
+__all__ = ["metadata_path", "write_executorch"]

@@ -3,8 +3,8 @@
 Deployment code becomes "decode, run, draw" in any language: the graph letterboxes the image itself, exactly
 as :func:`~efficientdet.data.preprocess.letterbox` does for :class:`~efficientdet.predict.Predictor`
 (official float32 scale, bilinear resize with half-pixel centres and no antialias, top-left placement,
-padding with the model's fill), then runs :class:`~efficientdet.export.DetectionGraph` and maps the boxes
-back to the image.
+padding with the model's fill), then runs the :class:`~efficientdet.pipeline.DetectionPipeline` and maps the
+boxes back to the image.
 
 The resize is written with fixed output shapes: per output row and column it gathers the two source rows /
 columns and blends them (separable bilinear interpolation); the rows and columns past the resized image are
@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from efficientdet.data.preprocess import fill_values
-from efficientdet.export import DetectionGraph, ExportJob
+from efficientdet.export import ExportJob
+from efficientdet.pipeline import DetectionPipeline
 
 INPUT_NAME = "image"
 """Input name of raw-image graphs (batched graphs take ``images``)."""
@@ -66,13 +67,13 @@ def _image_size(image: Tensor) -> tuple[Tensor, Tensor]:
 class RawImageGraph(nn.Module):
     """``image [H, W, 3]`` uint8 -> ``(boxes [D, 4] image pixels, scores [D], labels [D], num_detections [])``.
 
-    Wraps a :class:`~efficientdet.export.DetectionGraph` (its ``image_size`` is the network input) and adds
+    Wraps a :class:`~efficientdet.pipeline.DetectionPipeline` (its ``image_size`` is the network input) and adds
     the letterbox in front and the scale back to image pixels after it (see the module docstring).
     """
 
     fill: Tensor
 
-    def __init__(self, graph: DetectionGraph) -> None:
+    def __init__(self, graph: DetectionPipeline) -> None:
         super().__init__()
         self.detector = graph
         pre = graph.model.config.preprocess
@@ -127,7 +128,7 @@ def raw_metadata(meta: dict[str, str]) -> dict[str, str]:
     }
 
 
-def raw_job(graph: DetectionGraph, path: Path, meta: dict[str, str], opset: int, exporter: str) -> ExportJob:
+def raw_job(graph: DetectionPipeline, path: Path, meta: dict[str, str], opset: int, exporter: str) -> ExportJob:
     """The :class:`~efficientdet.export.ExportJob` of ``graph`` behind a letterbox (height and width dynamic)."""
     raw = RawImageGraph(graph).eval()
     example = torch.zeros(*EXAMPLE_SIZE, 3, dtype=torch.uint8, device=graph.anchors.device)
