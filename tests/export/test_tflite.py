@@ -149,3 +149,48 @@ def test_mediapipe_object_detector_equals_predictor(model, tmp_path):
             xyxy = np.array([[b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height]
                              for b in (d.bounding_box for d in found)], np.float32)
             np.testing.assert_allclose(xyxy, expected.boxes.numpy(), atol=1.0 + 1e-3, rtol=0)
+
+
+def readme_block(marker: str) -> str:
+    """The python block of the README's "Export and deploy" section that contains ``marker``."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"^```python\n(.*?)^```", readme, flags=re.S | re.M)
+                if marker in b]
+    return block
+
+
+@pytest.mark.slow  # minutes: an ONNX export and two LiteRT conversions
+def test_readme_tflite_and_mediapipe_examples(model, tflite_file, tmp_path, monkeypatch):
+    """The README's LiteRT and MediaPipe examples, run after its onnxruntime example (which makes ``canvas`` and
+    ``scale``) on the files they name: the interpreter gives the ONNX graph's detections; MediaPipe finds what
+    ``Predictor`` finds above 0.3 (same names, boxes within MediaPipe's whole-pixel rounding)."""
+    pytest.importorskip("mediapipe", reason="mediapipe is not installed (pip install 'efficientdet[tflite]')")
+    import os
+
+    onnx = export_model(model, tmp_path / "tiny.onnx", "onnx")
+    mediapipe_file = export_model(model, tmp_path / "tiny-mediapipe.tflite", "mediapipe")
+    links = {"runs/readme_deploy.onnx": onnx, "runs/readme.tflite": tflite_file,
+             "runs/readme_mediapipe.tflite": mediapipe_file, "demo_output/data/val/images/000001.jpg": photo("rocket.jpg")}
+    for link, target in links.items():
+        (tmp_path / link).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, tmp_path / link)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(readme_block('InferenceSession("runs/readme_deploy.onnx"'), scope)
+    onnx_out = [np.asarray(scope[k]) for k in ("boxes", "scores", "labels", "count")]
+    exec(readme_block("runs/readme.tflite"), scope)
+    n = int(onnx_out[3][0])  # the tiny model's max_detections is 20 in both files
+    assert int(scope["count"][0]) == n > 0
+    assert scope["labels"][0, :n].tolist() == onnx_out[2][0, :n].tolist()
+    np.testing.assert_allclose(scope["boxes"][0, :n], onnx_out[0][0, :n], atol=1e-2)
+    exec(readme_block("runs/readme_mediapipe.tflite"), scope)
+    expected = Predictor.from_onnx(onnx, device="cpu", score_threshold=0.3)(photo("rocket.jpg"))[0]
+    found = scope["result"].detections
+    assert [d.categories[0].category_name for d in found] == expected.names
+    for d, box in zip(found, expected.boxes.numpy()):
+        b = d.bounding_box
+        got = np.array([b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height]) / scope["scale"]
+        np.testing.assert_allclose(got, box, atol=1.0 / scope["scale"] + 0.5)
