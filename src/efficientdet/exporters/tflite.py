@@ -194,10 +194,39 @@ def write_tflite(job: ExportJob) -> None:
     _write(job.path, add_metadata(content, METADATA_NAME, json.dumps(meta).encode()))
 
 
+METADATA_SCHEMA_VERSION = "1.5.0"
+"""Version of MediaPipe's metadata schema (``metadata_schema.fbs``), the newest the writer's fields need."""
+
+
+def _metadata_version_shim() -> None:
+    """Some ``mediapipe`` wheels (1.2.x) ship the metadata writer without its one C++ helper, which computes the
+    metadata's minimum parser version; the schema's version (an upper bound that MediaPipe's parser accepts)
+    stands in for it then."""
+    import importlib
+    import sys
+    import types
+
+    name = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
+    try:
+        importlib.import_module(name)
+        return
+    except ImportError:
+        pass
+    module = types.ModuleType(name)
+    module.GetMinimumMetadataParserVersion = lambda buffer: METADATA_SCHEMA_VERSION  # type: ignore[attr-defined]
+    parent = None
+    for part in ("mediapipe.tasks.cc", "mediapipe.tasks.cc.metadata", "mediapipe.tasks.cc.metadata.python", name):
+        current = sys.modules.setdefault(part, module if part == name else types.ModuleType(part))
+        if parent is not None:
+            setattr(parent, part.rsplit(".", 1)[1], current)
+        parent = current
+
+
 def write_mediapipe(job: ExportJob) -> None:
     """Write ``job``'s batch graph as a LiteRT file for MediaPipe's ObjectDetector (see the module docstring)."""
     _requires_litert()
     try:
+        _metadata_version_shim()
         from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer, object_detector
     except ImportError as err:
         raise ConfigError("the mediapipe format needs mediapipe for its metadata writer: pip install mediapipe "
