@@ -1,4 +1,5 @@
-"""Deployment runtimes side by side: float32 vs int8 ONNX (onnxruntime) next to PyTorch (ours and effdet's).
+"""Deployment runtimes side by side: float32 vs int8 ONNX (onnxruntime) and float32 / float16 LiteRT next to
+PyTorch (ours and effdet's).
 
 One run, one machine, one thread setting: the model of ``--checkpoint`` (e.g. a Lite0 fine-tuned on the sample
 data with ``efficientdet train``) is exported to ONNX (float32, hard NMS in the graph), quantised to int8
@@ -8,7 +9,10 @@ and four runtimes detect on the validation images of ``--data``:
 - ``effdet``: effdet's ``DetBenchPredict`` with the same weights (mapped onto effdet's names), its own
   eval transform (PIL resize, zero padding for Lite models) -- skipped when effdet is not installed;
 - ``pytorch``: this library's :class:`~efficientdet.predict.Predictor` (optimised PyTorch on the CPU);
-- ``onnx-fp32`` / ``onnx-int8``: the exported files in onnxruntime (``Predictor.from_onnx``).
+- ``onnx-fp32`` / ``onnx-int8``: the exported files in onnxruntime (``Predictor.from_onnx``);
+- ``tflite-fp32`` / ``tflite-fp16``: ``--format tflite`` files (float32 / float16 weights, batch 1, greedy NMS
+  in the graph) in LiteRT's interpreter (XNNPACK, ``--threads``), the image letterboxed as ``Predictor`` does
+  -- skipped when litert-torch / ai-edge-litert are not installed (``--no-tflite`` skips them too).
 
 Reported per runtime: COCO AP / AP50 on ``--data`` (all its images), the AP of its detections against the
 float32 ONNX detections above ``--agreement-score`` taken as ground truth ("agreement": how much of the float
@@ -98,6 +102,34 @@ def effdet_runner(model: torch.nn.Module) -> Runner | None:
     return run
 
 
+def tflite_runner(path: Path, model: torch.nn.Module, threads: int) -> Runner:
+    """A batch-1 ``.tflite`` detection graph in LiteRT's interpreter, letterboxed as ``Predictor`` does."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from efficientdet.data.preprocess import fill_values, letterbox
+
+    interpreter = Interpreter(str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    (inp,) = interpreter.get_input_details()
+    outs = [o["index"] for o in interpreter.get_output_details()]  # boxes, scores, labels, num_detections
+    pre = model.config.preprocess
+    size, fill = tuple(pre.image_size), fill_values(pre.fill, pre.mean)
+
+    def run(image: np.ndarray) -> Detections:
+        canvas, scale = letterbox(torch.from_numpy(image).permute(2, 0, 1), size, fill, pre.interpolation,
+                                  uint8=True)
+        interpreter.set_tensor(inp["index"], canvas[None].numpy())
+        interpreter.invoke()
+        boxes, scores, labels, count = (interpreter.get_tensor(i)[0] for i in outs)
+        n = int(count)
+        h, w = image.shape[:2]
+        box = torch.from_numpy(boxes[:n] / scale)
+        box = torch.minimum(box.clamp(min=0), torch.tensor([w, h, w, h], dtype=box.dtype))
+        return Detections(box, torch.from_numpy(scores[:n].copy()), torch.from_numpy(labels[:n].astype(np.int64)))
+
+    return run
+
+
 def predictor_runner(predictor: Predictor) -> Runner:
     return lambda image: predictor(image)[0]
 
@@ -144,6 +176,7 @@ def main() -> None:
                         help="float32 ONNX detections above this score are the agreement ground truth")
     parser.add_argument("--out", default=None, help="folder for the exported files (default: a temporary one)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--no-tflite", action="store_true", help="skip the LiteRT rows (their export takes minutes)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -166,6 +199,19 @@ def main() -> None:
     t2 = time.perf_counter()
     info = {"export_s": t1 - t0, "quantize_s": t2 - t1, "fp32_mib": fp32.stat().st_size / 2**20,
             "int8_mib": int8.stat().st_size / 2**20}
+    tflite: dict[str, Path] = {}
+    try:
+        import ai_edge_litert  # noqa: F401
+        import litert_torch  # noqa: F401
+    except ImportError:
+        args.no_tflite = True
+        print("LiteRT rows skipped: pip install litert-torch ai-edge-litert (efficientdet[tflite])")
+    if not args.no_tflite:
+        for name, half in (("tflite-fp32", False), ("tflite-fp16", True)):
+            start = time.perf_counter()
+            tflite[name] = export_model(model, folder / f"{name}.tflite", "tflite", nms="hard", half=half)
+            info[f"{name}_export_s"] = time.perf_counter() - start
+            info[f"{name}_mib"] = tflite[name].stat().st_size / 2**20
     print(f"{model.config.name}, {model.config.num_classes} classes, input {tuple(model.config.image_size)}; "
           f"{len(images)} validation images; threads {args.threads}; torch {torch.__version__}")
     print(f"export {info['export_s']:.0f} s ({info['fp32_mib']:.1f} MiB), int8 quantisation on "
@@ -178,6 +224,9 @@ def main() -> None:
     runners["pytorch"] = predictor_runner(Predictor(model, device="cpu", nms="hard"))
     runners["onnx-fp32"] = predictor_runner(Predictor.from_onnx(fp32, device="cpu", threads=args.threads))
     runners["onnx-int8"] = predictor_runner(Predictor.from_onnx(int8, device="cpu", threads=args.threads))
+    for name, path in tflite.items():
+        runners[name] = tflite_runner(path, model, args.threads)
+        print(f"{name}: export {info[f'{name}_export_s']:.0f} s ({info[f'{name}_mib']:.1f} MiB)")
 
     outputs = {name: [run(image) for image in images] for name, run in runners.items()}
     reference = pseudo_ground_truth(dataset, outputs["onnx-fp32"], args.agreement_score)
@@ -198,13 +247,13 @@ def main() -> None:
                 run(image)
             times[name].append((time.perf_counter() - start) / len(timed))
     base = statistics.median(times["onnx-fp32"])
-    print(f"\n{'runtime':<10} {'AP':>6} {'AP50':>6} {'agree AP':>9} {'agree AP50':>10} {'ms/image':>9} "
+    print(f"\n{'runtime':<11} {'AP':>6} {'AP50':>6} {'agree AP':>9} {'agree AP50':>10} {'ms/image':>9} "
           f"{'vs onnx-fp32':>12}")
     for name, r in results.items():
         ms = statistics.median(times[name]) * 1000
         r["ms_per_image"] = ms
         r["speedup_vs_onnx_fp32"] = base * 1000 / ms
-        print(f"{name:<10} {100 * r['AP']:6.2f} {100 * r['AP50']:6.2f} {100 * r['agreement_AP']:9.2f} "
+        print(f"{name:<11} {100 * r['AP']:6.2f} {100 * r['AP50']:6.2f} {100 * r['agreement_AP']:9.2f} "
               f"{100 * r['agreement_AP50']:10.2f} {ms:9.1f} {r['speedup_vs_onnx_fp32']:11.2f}x")
     print(f"(AP: COCO AP x 100 on {args.data}; agreement: AP against onnx-fp32's detections above "
           f"{args.agreement_score}; time: median of {args.repeats} interleaved rounds over {len(timed)} images)")

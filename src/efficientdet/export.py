@@ -18,7 +18,8 @@ name                shape, type                  meaning
 
 Other graphs and formats, built around this one (:mod:`efficientdet.exporters`): ``input="raw"`` takes one
 decoded ``uint8 [H, W, 3]`` image of any size and letterboxes inside; ``format="executorch"`` writes an
-ExecuTorch ``.pte`` program; ``efficientdet export --int8`` quantises an ONNX file
+ExecuTorch ``.pte`` program; ``format="tflite"`` / ``"mediapipe"`` write LiteRT files (the latter with
+MediaPipe ObjectDetector metadata, :mod:`efficientdet.exporters.tflite`); ``efficientdet export --int8`` quantises an ONNX file
 (:func:`~efficientdet.exporters.quantize.quantize_onnx`). Each format is one entry of :data:`EXPORT_FORMATS`.
 
 Divide the boxes by ``scale`` to get original-image pixels. The ONNX file carries its label names and
@@ -111,6 +112,8 @@ class ExportJob:
     meta: dict[str, str]
     opset: int = DEFAULT_OPSET
     exporter: str = "dynamo"
+    half: bool = False
+    """Store the weights in float16 (formats with ``ExportFormat.half``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +125,8 @@ class ExportFormat:
     suffix: str
     writer: str
     hard_nms: str = "torchvision"
+    half: bool = False
+    """The writer can store float16 weights (``export_model(half=True)``)."""
 
     def write(self, job: ExportJob) -> None:
         import importlib
@@ -135,6 +140,8 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
     "torchscript": ExportFormat(".torchscript", "efficientdet.export:_write_torchscript"),
     "pt2": ExportFormat(".pt2", "efficientdet.export:_write_pt2"),
     "executorch": ExportFormat(".pte", "efficientdet.exporters.executorch:write_executorch", hard_nms="greedy"),
+    "tflite": ExportFormat(".tflite", "efficientdet.exporters.tflite:write_tflite", hard_nms="greedy", half=True),
+    "mediapipe": ExportFormat(".tflite", "efficientdet.exporters.tflite:write_mediapipe", hard_nms="greedy", half=True),
 }
 """The formats of :func:`export_model` (one entry per format; writers of optional runtimes live in
 :mod:`efficientdet.exporters`)."""
@@ -306,6 +313,7 @@ def export_model(
     exporter: str = "auto",
     optimize: bool = True,
     input: str = "batch",
+    half: bool = False,
 ) -> Path:
     """Export ``model`` with normalisation, decoding and NMS inside (see the module docstring for the graph).
 
@@ -324,6 +332,7 @@ def export_model(
             and faster graph) instead of the model as built.
         input: ``batch`` (letterboxed ``uint8 [B, 3, H, W]``) or ``raw`` (one ``uint8 [H, W, 3]`` image of any
             size, letterboxed inside, boxes in its pixels; see :mod:`efficientdet.exporters.raw`).
+        half: float16 weights (``tflite`` and ``mediapipe``, see :mod:`efficientdet.exporters.tflite`).
 
     Returns the path written.
     """
@@ -333,6 +342,9 @@ def export_model(
         raise ConfigError(f"input {input!r} is unknown; use one of {', '.join(INPUTS)}")
     if exporter not in ONNX_EXPORTERS:
         raise ConfigError(f"exporter {exporter!r} is unknown; use one of {', '.join(ONNX_EXPORTERS)}")
+    if half and not EXPORT_FORMATS[format].half:
+        raise ConfigError(f"half (float16 weights) is for {', '.join(n for n, f in EXPORT_FORMATS.items() if f.half)}"
+                          f"; drop it for {format}")
     if format == "onnx" and opset < MIN_OPSET:
         raise ConfigError(f"opset {opset} is too old; use {MIN_OPSET} or newer")
     size = model.config.image_size if image_size is None else image_size
@@ -360,7 +372,7 @@ def export_model(
     if input == "raw":
         from efficientdet.exporters.raw import raw_job
 
-        job = raw_job(graph, path, meta, opset, exporter)
+        job = dataclasses.replace(raw_job(graph, path, meta, opset, exporter), half=half)
     else:
         example = torch.zeros(fixed_batch or 2, 3, *size, dtype=torch.uint8, device=device)
         if format == "torchscript" and fixed_batch is None:
@@ -369,7 +381,7 @@ def export_model(
         job = ExportJob(graph.eval(), example, path, INPUT_NAME,
                         {INPUT_NAME: {0: _dynamic_batch()}} if dynamic else None,
                         {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic else None,
-                        meta, opset, exporter)
+                        meta, opset, exporter, half)
     started = time.perf_counter()
     progress(f"exporting {model.config.name} to {format} -> {path} (can take a minute on a CPU) ...")
     with torch.no_grad():
@@ -527,6 +539,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         from efficientdet.exporters.executorch import metadata_path
 
         raw = json.loads(metadata_path(path).read_text())
+    elif path.suffix == ".tflite":  # LiteRT: a metadata entry of the flatbuffer
+        from efficientdet.exporters.tflite import read_tflite_metadata
+
+        raw = read_tflite_metadata(path)
     elif path.suffix == ".pt2":
         files = {METADATA_FILE: ""}
         torch.export.load(path, extra_files=files)

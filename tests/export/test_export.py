@@ -377,7 +377,7 @@ def test_onnxruntime_backend_exports_once_into_the_cache(monkeypatch, tmp_path, 
 
 def test_export_errors(model, tmp_path):
     with pytest.raises(ConfigError, match="onnx, torchscript, pt2"):
-        export_model(model, tmp_path / "m.tflite", "tflite")
+        export_model(model, tmp_path / "m.mlpackage", "coreml")  # not a format (tflite is one now)
     with pytest.raises(ConfigError, match="opset 16"):
         export_model(model, tmp_path / "m.onnx", "onnx", opset=16)
     with pytest.raises(ConfigError, match="dynamic"):

@@ -15,9 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "boxes [B, D, 4] (xyxy input pixels), scores [B, D], labels [B, D] (-1 padding) "
                                    "and num_detections [B] out.")
     add_model_options(p, "weights file (.safetensors / .pth)")
-    p.add_argument("--format", choices=("onnx", "torchscript", "pt2", "executorch"), default="onnx",
-                   help="default onnx; executorch: a .pte program for XNNPACK (needs executorch)")
-    add_output_option(p, "output file (default: <model>.<onnx|torchscript|pt2|pte>)", metavar="FILE")
+    p.add_argument("--format", choices=("onnx", "torchscript", "pt2", "executorch", "tflite", "mediapipe"),
+                   default="onnx", help="default onnx; executorch: a .pte program for XNNPACK (needs executorch); "
+                   "tflite: LiteRT (needs litert-torch); mediapipe: LiteRT with MediaPipe ObjectDetector metadata "
+                   "(also needs mediapipe)")
+    add_output_option(p, "output file (default: <model>.<onnx|torchscript|pt2|pte|tflite>)", metavar="FILE")
     p.add_argument("--image-size", type=int, nargs="+", metavar="PX", help="input H W (or one size); default the "
                                                                            "model's")
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size; TorchScript is "
@@ -35,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", choices=("batch", "raw"), default="batch",
                    help="batch (default): letterboxed uint8 [B, 3, H, W]; raw: one decoded uint8 [H, W, 3] image of "
                         "any size, letterboxed inside the graph, boxes in its pixels")
+    p.add_argument("--half", action="store_true",
+                   help="tflite / mediapipe: float16 weights (half the file; computed in float32)")
     p.add_argument("--int8", action="store_true",
                    help="ONNX only: int8 post-training quantisation (onnxruntime QDQ) of the network, calibrated on "
                         "--calibration-data; post-processing stays float32")
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or f"{model.config.name}{SUFFIXES[args.format]}"
     path = export_model(model, out, args.format, image_size=size, batch=args.batch, nms=args.nms,
                         max_detections=args.max_detections, score_threshold=args.score_threshold, opset=args.opset,
-                        exporter=args.exporter, input=args.input)
+                        exporter=args.exporter, input=args.input, half=args.half)
     if args.int8:
         from efficientdet.exporters.quantize import quantize_onnx
 
@@ -78,13 +82,19 @@ def run(args: argparse.Namespace) -> int:
     meta = read_metadata(path)
     h, w = meta["image_size"]
     pp = meta["postprocess"]
-    batch = "B" if args.batch == "dynamic" and args.format not in ("torchscript", "executorch") else (args.batch if args.batch != "dynamic" else 1)
+    batch = "B" if args.batch == "dynamic" and args.format not in ("torchscript", "executorch", "tflite", "mediapipe") else (args.batch if args.batch != "dynamic" else 1)
     print(f"wrote {path} ({args.format}, {path.stat().st_size / 2**20:.1f} MiB): {model.config.name}, "
           f"{meta['num_classes']} classes")
     if "quantization" in meta:
         q = meta["quantization"]
         print(f"  int8: {q['weights']} weights, {q['activations']} on {q['calibration_images']} images; float32: "
               f"{', '.join(q['float_parts'])}")
+    if args.format == "mediapipe":
+        print(f"  input  image uint8 [1, {h}, {w}, 3] RGB; outputs location, category, score, number of detections "
+              f"(MediaPipe ObjectDetector); {pp['nms']} NMS ({pp['mode']} mode)")
+        print(f"  run it: mediapipe.tasks.vision.ObjectDetector.create_from_model_path('{path}')   (pad photos to "
+              f"the input's aspect ratio first: see the README's Export and deploy section)")
+        return 0
     if args.input == "raw":
         print(f"  input  image uint8 [H, W, 3] RGB, any size (letterboxed inside into {h} x {w})")
         print(f"  output boxes [{pp['max_detections']}, 4] xyxy image pixels, scores, labels (-1 = padding), "
@@ -100,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "executorch":
         print(f"  load it: from executorch.runtime import Runtime; Runtime.get().load_program('{path}')"
               f".load_method('forward').execute([images])   (metadata: {path}.json)")
+    elif args.format == "tflite":
+        print(f"  run it: ai_edge_litert.interpreter.Interpreter('{path}').get_signature_runner()(args_0=images)")
     elif args.format == "pt2":
         print(f"  load it: import torchvision; torch.export.load('{path}').module()(images)")
     else:
