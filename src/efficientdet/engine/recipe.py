@@ -4,15 +4,18 @@ Two recipes, chosen by :attr:`TrainConfig.recipe <efficientdet.config.TrainConfi
 
 ``official``
     Google's EfficientDet recipe, tuned for 300 COCO epochs: learning rate 0.08 per 64 images (scaled
-    linearly with the global batch, ``lr_base`` / ``lr_base_batch``), one warm-up epoch, EMA decay 0.9998,
-    BatchNorm momentum as the model config says (0.01, TF decay 0.99, in the FPN and heads).
+    linearly with the global batch, ``lr_base`` / ``lr_base_batch``) for every layer, one warm-up epoch, EMA
+    decay 0.9998, BatchNorm momentum as the model config says (0.01, TF decay 0.99, in the FPN and heads).
 
 ``finetune``
     Settings derived from the run itself (``S`` optimizer steps of ``B`` images each), so a short run or a
     small dataset learns fast without hand tuning:
 
     =====================  ===================================================================================
-    learning rate          ``0.0025 * B`` (0.02 for batch 8, 0.16 for 64): twice the official rate per image
+    learning rate          ``0.0025 * B`` (0.02 for batch 8, 0.16 for 64): twice the official rate per image,
+                           for the pretrained backbone
+    pyramid and heads      3 times the backbone's rate (``head_lr_scale``): they start from random weights,
+                           the backbone from ImageNet; a slower backbone instead (0.3x) learned less
     warm-up                3 % of the steps (at least one), expressed in (fractional) epochs
     EMA decay              ``1 - 1 / h`` with the horizon ``h = S / 10`` steps, between 0.9 and 0.9998
     BatchNorm momentum     ``50 / S`` between 0.01 and 0.1, in every BatchNorm layer: running statistics
@@ -21,14 +24,14 @@ Two recipes, chosen by :attr:`TrainConfig.recipe <efficientdet.config.TrainConfi
     =====================  ===================================================================================
 
     For long runs it meets the official recipe (momentum 0.01 from 5,000 steps on, decay 0.9998 from 50,000);
-    only the rate per image stays higher.
+    only the rates stay higher.
 
 ``auto`` (the default) picks ``official`` for long runs on large datasets (at least 20,000 optimizer steps
 *and* 10,000 training images) and ``finetune`` otherwise.
 
-Whatever the recipe, a value the user set wins: ``lr``, ``warmup_epochs``, ``ema_decay`` and ``bn_momentum``
-are ``None`` in :class:`~efficientdet.config.TrainConfig` unless given, and a ``model_overrides`` entry for
-``*.norm.momentum`` keeps the model's own BatchNorm momentum.
+Whatever the recipe, a value the user set wins: ``lr``, ``warmup_epochs``, ``ema_decay``, ``bn_momentum`` and
+``head_lr_scale`` are ``None`` in :class:`~efficientdet.config.TrainConfig` unless given, and a
+``model_overrides`` entry for ``*.norm.momentum`` keeps the model's own BatchNorm momentum.
 """
 
 from __future__ import annotations
