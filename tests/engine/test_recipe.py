@@ -167,5 +167,6 @@ def test_pyramid_and_heads_learn_at_the_scaled_rate_through_warm_up_and_decay():
         backbone, head = groups[0]["lr"], groups[2]["lr"]
         assert backbone > 0 and head == pytest.approx(3.0 * backbone)
     assert groups[0]["lr"] < 0.02  # decaying
-    # scale 1 (the official recipe): one rate, no lr_scale key
-    assert all("lr_scale" not in g for g in create_optimizer(model, TrainConfig(), 0.02).param_groups)
+    # scale 1 (the official recipe): one rate, two groups (no decay, decay) as before, no lr_scale key
+    plain = create_optimizer(model, TrainConfig(), 0.02).param_groups
+    assert [g["weight_decay"] for g in plain] == [0.0, 4e-5] and all("lr_scale" not in g for g in plain)
