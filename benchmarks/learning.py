@@ -29,7 +29,8 @@ Each finished run is kept in ``<out>/<dataset>/<run>/result.json`` and reused by
 settings, so the benchmark can be stopped and continued or split over processes (``--runs``).
 
 ``--ablation DATASET`` also trains ``ours`` with one choice of the finetune recipe at a time replaced by
-the official one (learning rate, warm-up, EMA, BatchNorm momentum), and with the backbone frozen.
+the official one (learning rate, the pyramid's and heads' rate multiplier, warm-up, EMA, BatchNorm momentum),
+and with the backbone frozen.
 
 Datasets: ``sample`` (the built-in procedural dataset, ``--sample-train`` / ``--sample-val`` images),
 ``labelme-coco`` (labelme's instance-segmentation example exported to COCO: 3 VOC photos, 12 objects) and
@@ -64,7 +65,7 @@ MODEL = "tf_efficientdet_lite0"
 EFFDET_LR_PER_IMAGE = 0.02 / 8
 """The plain effdet loop's rate: 0.02 for batch 8."""
 RUNS = ("effdet", "ours", "ours-official", "effdet-recipe")
-ABLATIONS = ("official lr", "official warm-up", "official EMA", "no EMA", "official BN momentum", "frozen backbone")
+ABLATIONS = ("official lr", "official head lr", "official warm-up", "official EMA", "no EMA", "official BN momentum", "frozen backbone")
 
 
 @dataclass
@@ -288,6 +289,7 @@ def ablation_changes(setup: Setup) -> dict[str, dict[str, Any]]:
     one_epoch = math.ceil(setup.original_train_images / setup.batch) / setup.eval_every  # one pass over the data
     return {
         "official lr": {"lr": 0.08 * setup.batch / 64},
+        "official head lr": {"head_lr_scale": 1.0},
         "official warm-up": {"warmup_epochs": one_epoch},
         "official EMA": {"ema_decay": OFFICIAL_EMA_DECAY},
         "no EMA": {"ema": False},
@@ -328,7 +330,8 @@ def verdict(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["sample"])
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=RUNS,
+                        help="which runs (none: only the --ablation runs)")
     parser.add_argument("--ablation", nargs="*", default=[], help="datasets that also get the ablation runs")
     parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=ABLATIONS, metavar="CHOICE",
                         help=f"which ablation runs: {', '.join(repr(a) for a in ABLATIONS)}")
@@ -372,7 +375,8 @@ def main() -> None:
                 name = "ablation-" + label.replace(" ", "-")
                 ablation[label] = cached(setup, name, run_ours, **changes)
                 print(f"  ablation {label}: " + ", ".join(f"{p['AP']:.4f}" for p in ablation[label]["curve"]), flush=True)
-        print_curves(dataset, runs)
+        if runs:
+            print_curves(dataset, runs)
         if ablation:
             print_curves(f"{dataset} ablation (finetune with one choice made official)",
                          {"finetune (ours)": runs["ours"], **ablation} if "ours" in runs else ablation)

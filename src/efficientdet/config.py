@@ -338,6 +338,8 @@ class TrainConfig:
     the dataset large. ``official``: ``lr_base * batch_size * world_size * grad_accum / lr_base_batch``
     (0.08 per 64 images, scaled linearly), 1 warm-up epoch, EMA 0.9998, the model's BatchNorm momentum.
     ``bn_momentum``: running-statistics momentum of every BatchNorm layer (PyTorch's meaning).
+    ``head_lr_scale``: the pyramid's and heads' learning rate relative to ``lr`` (the backbone's); the recipe
+    fills it in when ``None``.
     ``optimizer``: ``momentum`` (SGD, momentum 0.9, the official choice) or any timm optimizer name
     (``adamw``, ``lamb``, ...). ``scheduler``: any timm scheduler (``cosine`` default), stepped per update. ``clip_mode``: ``norm`` | ``value`` | ``agc``.
     ``amp``: ``none`` | ``bf16`` | ``fp16`` (with loss scaling). ``freeze``: parameter-name patterns
@@ -373,6 +375,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 300
     recipe: Recipe = "auto"
+    head_lr_scale: float | None = None
     optimizer: str = "momentum"
     lr: float | None = None
     lr_base: float = 0.08
@@ -452,8 +455,9 @@ _TRAIN_LIMITS: dict[str, tuple[type, float | None, float | None, bool]] = {
     "ema_decay": (float, 0, 1, True), "scale_min": (float, 0, None, False), "scale_max": (float, 0, None, False),
     "hflip": (float, 0, 1, True), "mosaic": (float, 0, 1, True), "random_erasing": (float, 0, 1, True),
     "save_every_minutes": (float, 0, None, True), "bn_momentum": (float, 0, 1, False),
+    "head_lr_scale": (float, 0, None, False),
 }
-_TRAIN_OPTIONAL = ("lr", "clip_grad", "warmup_epochs", "ema_decay", "bn_momentum")
+_TRAIN_OPTIONAL = ("lr", "clip_grad", "warmup_epochs", "ema_decay", "bn_momentum", "head_lr_scale")
 """Settings that may be ``None``: the recipe (``engine/recipe.py``) fills in lr, warm-up, EMA decay and BN
 momentum; ``clip_grad=None`` turns clipping off."""
 RECIPES = choices(Recipe)

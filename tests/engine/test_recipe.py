@@ -8,8 +8,14 @@ import torch.nn as nn
 
 from efficientdet.config import TrainConfig, train_config_from
 from efficientdet.data.sample import ensure_sample_dataset
-from efficientdet.engine.optim import effective_lr
-from efficientdet.engine.recipe import choose_recipe, finetune_values, resolve_recipe, set_bn_momentum
+from efficientdet.engine.optim import create_optimizer, create_scheduler, effective_lr
+from efficientdet.engine.recipe import (
+    FINETUNE_HEAD_LR_SCALE,
+    choose_recipe,
+    finetune_values,
+    resolve_recipe,
+    set_bn_momentum,
+)
 from efficientdet.errors import ConfigError
 
 TINY = str(Path(__file__).with_name("tiny.yaml"))
@@ -120,3 +126,47 @@ def test_an_unknown_recipe_is_refused_where_the_config_is_built():
     with pytest.raises(ConfigError, match="recipe='fast'.*auto, finetune, official"):
         TrainConfig(recipe="fast")
     assert TrainConfig().lr is None and TrainConfig(bn_momentum=0.1).bn_momentum == 0.1
+
+
+class _Detector(nn.Module):
+    """A pretrained-style ``backbone`` and new layers outside it (names as in our models and effdet's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        self.fpn = nn.Conv2d(4, 4, 1)
+        self.class_net = nn.Conv2d(4, 2, 1)
+
+
+def test_head_lr_scale_comes_from_the_recipe_unless_set():
+    cfg, recipe = resolve_recipe(TrainConfig(epochs=10), steps_per_epoch=20, num_images=160)
+    assert cfg.head_lr_scale == FINETUNE_HEAD_LR_SCALE and f"heads x{FINETUNE_HEAD_LR_SCALE:g}" in recipe.describe()
+    cfg, recipe = resolve_recipe(TrainConfig(recipe="official", epochs=10), steps_per_epoch=20, num_images=160)
+    assert cfg.head_lr_scale == 1.0 and "heads x" not in recipe.describe()
+    cfg, recipe = resolve_recipe(TrainConfig(head_lr_scale=1.5, epochs=10), steps_per_epoch=20, num_images=160)
+    assert cfg.head_lr_scale == 1.5 and "heads x1.5 (set)" in recipe.describe()
+    with pytest.raises(ConfigError, match="head_lr_scale"):
+        TrainConfig(head_lr_scale=0.0)
+
+
+def test_pyramid_and_heads_learn_at_the_scaled_rate_through_warm_up_and_decay():
+    model = _Detector()
+    cfg = TrainConfig(epochs=4, head_lr_scale=3.0, warmup_epochs=1.0, weight_decay=1e-4)
+    optimizer = create_optimizer(model, cfg, 0.02)
+    groups = optimizer.param_groups
+    # backbone groups first (1-d norms and biases without decay, then weights), then the new layers
+    names = {id(p): n for n, p in model.named_parameters()}
+    first = [names[id(p)] for p in groups[0]["params"] + groups[1]["params"]]
+    assert all(n.startswith("backbone.") for n in first) and len(first) == 4
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert [g["weight_decay"] for g in groups] == [0.0, 1e-4, 0.0, 1e-4]
+    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 1.0, 3.0, 3.0]
+    scheduler = create_scheduler(optimizer, cfg, 0.02, updates_per_epoch=10)
+    for step in (0, 5, 10, 25):  # warm-up start, mid warm-up, peak, cosine decay
+        scheduler.step_update(num_updates=step)
+        backbone, head = groups[0]["lr"], groups[2]["lr"]
+        assert backbone > 0 and head == pytest.approx(3.0 * backbone)
+    assert groups[0]["lr"] < 0.02  # decaying
+    # scale 1 (the official recipe): one rate, two groups (no decay, decay) as before, no lr_scale key
+    plain = create_optimizer(model, TrainConfig(), 0.02).param_groups
+    assert [g["weight_decay"] for g in plain] == [0.0, 4e-5] and all("lr_scale" not in g for g in plain)

@@ -58,11 +58,36 @@ def frozen_norms(model: nn.Module) -> list[nn.Module]:
     return out
 
 
+def parameter_groups(model: nn.Module, weight_decay: float, head_lr_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Trainable parameters in optimizer groups: no weight decay on norms, biases and fusion weights (1-d).
+
+    With ``head_lr_scale`` 1: two groups (no decay, decay), as timm makes them. Otherwise the parameters outside
+    ``backbone.*`` (the new pyramid and heads) get their own two groups, after the backbone's, with
+    ``lr_scale=head_lr_scale``, which timm's schedulers multiply into every rate they set (warm-up and decay
+    alike). Empty groups are left out.
+    """
+    scaled = head_lr_scale != 1.0
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            head = scaled and not name.startswith("backbone.")
+            groups.setdefault((head, param.ndim > 1), []).append(param)
+    out = []
+    for (head, decay), params in sorted(groups.items()):  # backbone first, then no decay before decay
+        group: dict[str, Any] = {"params": params, "weight_decay": weight_decay if decay else 0.0}
+        if head:
+            group["lr_scale"] = head_lr_scale
+        out.append(group)
+    return out
+
+
 def create_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    """timm optimizer over trainable parameters; no weight decay on norms, biases and fusion weights (1-d)."""
+    """timm optimizer over trainable parameters (:func:`parameter_groups`): no weight decay on norms, biases
+    and fusion weights; the pyramid and heads at ``cfg.head_lr_scale`` times ``lr`` (1 when ``None``)."""
+    scale = 1.0 if cfg.head_lr_scale is None else cfg.head_lr_scale
     try:
-        return create_optimizer_v2(model, opt=cfg.optimizer, lr=lr, weight_decay=cfg.weight_decay,
-                                   momentum=cfg.momentum, filter_bias_and_bn=True)
+        return create_optimizer_v2(parameter_groups(model, cfg.weight_decay, scale), opt=cfg.optimizer, lr=lr,
+                                   weight_decay=cfg.weight_decay, momentum=cfg.momentum)
     except Exception as err:  # timm raises assorted errors for unknown names
         from timm.optim import list_optimizers
 

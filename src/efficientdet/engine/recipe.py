@@ -4,15 +4,18 @@ Two recipes, chosen by :attr:`TrainConfig.recipe <efficientdet.config.TrainConfi
 
 ``official``
     Google's EfficientDet recipe, tuned for 300 COCO epochs: learning rate 0.08 per 64 images (scaled
-    linearly with the global batch, ``lr_base`` / ``lr_base_batch``), one warm-up epoch, EMA decay 0.9998,
-    BatchNorm momentum as the model config says (0.01, TF decay 0.99, in the FPN and heads).
+    linearly with the global batch, ``lr_base`` / ``lr_base_batch``) for every layer, one warm-up epoch, EMA
+    decay 0.9998, BatchNorm momentum as the model config says (0.01, TF decay 0.99, in the FPN and heads).
 
 ``finetune``
     Settings derived from the run itself (``S`` optimizer steps of ``B`` images each), so a short run or a
     small dataset learns fast without hand tuning:
 
     =====================  ===================================================================================
-    learning rate          ``0.0025 * B`` (0.02 for batch 8, 0.16 for 64): twice the official rate per image
+    learning rate          ``0.0025 * B`` (0.02 for batch 8, 0.16 for 64): twice the official rate per image,
+                           for the pretrained backbone
+    pyramid and heads      3 times the backbone's rate (``head_lr_scale``): they start from random weights,
+                           the backbone from ImageNet; a slower backbone instead (0.3x) learned less
     warm-up                3 % of the steps (at least one), expressed in (fractional) epochs
     EMA decay              ``1 - 1 / h`` with the horizon ``h = S / 10`` steps, between 0.9 and 0.9998
     BatchNorm momentum     ``50 / S`` between 0.01 and 0.1, in every BatchNorm layer: running statistics
@@ -21,14 +24,14 @@ Two recipes, chosen by :attr:`TrainConfig.recipe <efficientdet.config.TrainConfi
     =====================  ===================================================================================
 
     For long runs it meets the official recipe (momentum 0.01 from 5,000 steps on, decay 0.9998 from 50,000);
-    only the rate per image stays higher.
+    only the rates stay higher.
 
 ``auto`` (the default) picks ``official`` for long runs on large datasets (at least 20,000 optimizer steps
 *and* 10,000 training images) and ``finetune`` otherwise.
 
-Whatever the recipe, a value the user set wins: ``lr``, ``warmup_epochs``, ``ema_decay`` and ``bn_momentum``
-are ``None`` in :class:`~efficientdet.config.TrainConfig` unless given, and a ``model_overrides`` entry for
-``*.norm.momentum`` keeps the model's own BatchNorm momentum.
+Whatever the recipe, a value the user set wins: ``lr``, ``warmup_epochs``, ``ema_decay``, ``bn_momentum`` and
+``head_lr_scale`` are ``None`` in :class:`~efficientdet.config.TrainConfig` unless given, and a
+``model_overrides`` entry for ``*.norm.momentum`` keeps the model's own BatchNorm momentum.
 """
 
 from __future__ import annotations
@@ -58,8 +61,10 @@ FINETUNE_EMA_HORIZON_FRACTION = 0.1
 FINETUNE_EMA_DECAY_RANGE = (0.9, OFFICIAL_EMA_DECAY)
 FINETUNE_BN_HORIZON_FRACTION = 0.02
 FINETUNE_BN_MOMENTUM_RANGE = (0.01, 0.1)
+FINETUNE_HEAD_LR_SCALE = 3.0
+"""The new pyramid and heads learn at this multiple of the pretrained backbone's rate (official: 1)."""
 
-RESOLVED_FIELDS = ("lr", "warmup_epochs", "ema_decay", "bn_momentum")
+RESOLVED_FIELDS = ("lr", "warmup_epochs", "ema_decay", "bn_momentum", "head_lr_scale")
 """The TrainConfig fields a recipe fills in when they are ``None``."""
 
 
@@ -79,6 +84,7 @@ class Recipe:
     warmup_epochs: float
     ema_decay: float
     bn_momentum: float | None
+    head_lr_scale: float = 1.0
     explicit: tuple[str, ...] = ()
     reason: str = ""
     ema: bool = True
@@ -92,7 +98,9 @@ class Recipe:
         bn = "as built" if self.bn_momentum is None else f"{self.bn_momentum:.3g}"
         mark = {f: " (set)" if f in self.explicit else "" for f in RESOLVED_FIELDS}
         ema = f"EMA decay {self.ema_decay:.4g}{mark['ema_decay']}" if self.ema else "no EMA"
-        return (f"recipe {self.name} ({self.reason}): lr {self.lr:.4g}{mark['lr']} for batch {self.global_batch}, "
+        head = ("" if self.head_lr_scale == 1.0 else
+                f" (pyramid and heads x{self.head_lr_scale:.3g}{mark['head_lr_scale']})")
+        return (f"recipe {self.name} ({self.reason}): lr {self.lr:.4g}{mark['lr']}{head} for batch {self.global_batch}, "
                 f"warm-up {self.warmup_steps} steps ({self.warmup_epochs:.3g} epochs){mark['warmup_epochs']}, "
                 f"{self.total_steps} steps, {ema}, "
                 f"BatchNorm momentum {bn}{mark['bn_momentum']}")
@@ -124,6 +132,7 @@ def finetune_values(total_steps: int, global_batch: int, steps_per_epoch: int) -
         "warmup_epochs": warmup_steps / max(steps_per_epoch, 1),
         "ema_decay": _clamp(1.0 - 1.0 / max(ema_horizon, 1.0), FINETUNE_EMA_DECAY_RANGE),
         "bn_momentum": _clamp(1.0 / max(bn_horizon, 1.0), FINETUNE_BN_MOMENTUM_RANGE),
+        "head_lr_scale": FINETUNE_HEAD_LR_SCALE,
     }
 
 
@@ -139,6 +148,7 @@ def official_values(cfg: TrainConfig, global_batch: int) -> dict[str, float | No
         "warmup_epochs": OFFICIAL_WARMUP_EPOCHS,
         "ema_decay": OFFICIAL_EMA_DECAY,
         "bn_momentum": None,
+        "head_lr_scale": 1.0,
     }
 
 
@@ -160,7 +170,7 @@ def resolve_recipe(cfg: TrainConfig, *, steps_per_epoch: int, num_images: int,
     if "bn_momentum" not in explicit and any(k.endswith("norm.momentum") for k, _ in cfg.model_overrides):
         resolved["bn_momentum"] = None  # the user set the model's momentum: keep it
         explicit += ("bn_momentum",)
-    for f in ("lr", "ema_decay"):
+    for f in ("lr", "ema_decay", "head_lr_scale"):
         if not (resolved[f] > 0 and math.isfinite(resolved[f])):
             raise ConfigError(f"{f}={resolved[f]!r}: must be a positive number")
     if resolved["warmup_epochs"] < 0:
