@@ -118,8 +118,10 @@ def predict_files(sources: Sequence[str | os.PathLike[str]], model: Any = None, 
             results.close()
     c = results.counts
     if c["skipped"] and not c["images"] and not c["frames"]:
-        raise DataError(f"none of the {c['skipped']} files given could be read as images (see the warnings above); "
-                        "re-export or remove the broken files ('efficientdet data check' lists them for a dataset)")
+        names = ", ".join(str(p) for p in results.skipped[:5]) + (", ..." if len(results.skipped) > 5 else "")
+        raise DataError(f"none of the {c['skipped']} files given could be read as images ({names}; see the warnings "
+                        "above); re-export or remove the broken files ('efficientdet data check' lists them for a "
+                        "dataset)")
     return FilesReport(out, dict(c), ids.annotations)
 
 
@@ -249,6 +251,7 @@ class ResultsWriter:
         self.label_names = label_names
         self.counts = {"images": 0, "frames": 0, "detections": 0, "skipped": 0}
         self.used_names: set[str] = set()
+        self.skipped: list[Path] = []  # image files that could not be read
 
     def add(self, det: Any, source: Path, size: tuple[int, int], frame: int | None = None) -> None:
         image_id = self.ids.assign(source)
@@ -308,6 +311,7 @@ def _predict_images(images: list[Path], detect: Detect, results: ResultsWriter, 
             except DataError as err:  # one broken file does not stop a large run
                 log.warning("skipped %s", err)
                 results.counts["skipped"] += 1
+                results.skipped.append(path)
         for path, array, det in zip(kept, arrays, detect(arrays) if arrays else [], strict=True):
             results.add(det, path, array.shape[:2])
             if draw:
