@@ -101,7 +101,10 @@ def test_items_targets_and_meta(sample_root: Path) -> None:
     ds = load_dataset(sample_root / "val")
     item = TorchDataset(ds, (64, 96))[0]
     rec = ds.records[0]
-    assert item.image.shape == (3, 64, 96) and item.image.dtype == torch.uint8
+    # evaluation items are Predictor's float letterbox (0..255, not rounded to uint8): validate scores the
+    # pixels Predictor sees (issue 19; tests/test_pipeline.py checks the detections are the same)
+    assert item.image.shape == (3, 64, 96) and item.image.dtype == torch.float32
+    assert 0 <= float(item.image.min()) and float(item.image.max()) <= 255
     scale = min(64 / rec.size[0], 96 / rec.size[1])
     assert item.meta.scale == pytest.approx(scale, rel=1e-6) and item.meta.orig_size == rec.size
     torch.testing.assert_close(item.targets.boxes, torch.from_numpy(rec.boxes) * scale, atol=0.6, rtol=0)

@@ -1,7 +1,8 @@
 """Batches for training and evaluation: worker processes, pinned memory, sharding, exact resumption.
 
 ``create_loader`` returns a :class:`DetectionLoader`; iterating it yields :class:`Batch` objects:
-``images uint8 [B, 3, H, W]``, one :class:`~efficientdet.structures.Targets` and
+``images [B, 3, H, W]`` (uint8 for training, float32 0..255 for evaluation: the letterbox of
+:class:`~efficientdet.predict.Predictor`), one :class:`~efficientdet.structures.Targets` and
 :class:`~efficientdet.structures.ImageMeta` per image, and the record indices. Normalise on the device with
 :class:`~efficientdet.data.preprocess.Normalizer`.
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 class Batch:
     """A collated batch.
 
-    ``images``: ``uint8 [B, 3, H, W]``. ``targets`` / ``metas``: one per image. ``indices``: ``int64 [B]``
+    ``images``: ``[B, 3, H, W]``, uint8 (training) or float32 0..255 (evaluation, Predictor's letterbox). ``targets`` / ``metas``: one per image. ``indices``: ``int64 [B]``
     record indices. ``skipped``: ``(path, reason)`` of the images of this batch that could not be loaded.
     ``dropped_boxes``: unusable boxes (not finite, empty) of this batch's records that were left out.
     """
@@ -216,7 +217,7 @@ def create_loader(
     prefetch_factor: int = 2,
     persistent_workers: bool = True,
 ) -> DetectionLoader:
-    """A loader of ``uint8`` batches at ``image_size`` for training (``train=True``) or evaluation.
+    """A loader of image batches (uint8 for training, float32 0..255 for evaluation) at ``image_size`` for training (``train=True``) or evaluation.
 
     Args:
         dataset: parsed records, or a ready :class:`TorchDataset` (then ``transforms`` ... ``mean`` are unused).
