@@ -57,7 +57,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,12 +118,12 @@ class ExportJob:
 
 @dataclasses.dataclass(frozen=True)
 class ExportFormat:
-    """One export format: file suffix and writer (``"module:function"``, imported on use, taking an
-    :class:`ExportJob`). ``hard_nms``: the graph's hard NMS kernel (:data:`~efficientdet.postprocess.HARD_NMS`:
+    """One export format: file suffix and writer, a function taking an :class:`ExportJob` or its
+    ``"module:function"`` path (imported on use, so an optional runtime is imported only when asked for). ``hard_nms``: the graph's hard NMS kernel (:data:`~efficientdet.postprocess.HARD_NMS`:
     ``torchvision``, the ONNX operator ``onnx``, or the ``greedy`` loop for runtimes without an NMS kernel)."""
 
     suffix: str
-    writer: str
+    writer: str | Callable[[ExportJob], None]
     hard_nms: str = "torchvision"
     half: bool = False
     """The writer can store float16 weights (``export_model(half=True)``)."""
@@ -131,6 +131,9 @@ class ExportFormat:
     def write(self, job: ExportJob) -> None:
         import importlib
 
+        if callable(self.writer):
+            self.writer(job)
+            return
         module, name = self.writer.split(":")
         getattr(importlib.import_module(module), name)(job)
 
@@ -147,6 +150,18 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
 :mod:`efficientdet.exporters`)."""
 FORMATS = tuple(EXPORT_FORMATS)
 SUFFIXES = {name: fmt.suffix for name, fmt in EXPORT_FORMATS.items()}
+
+
+def register_export_format(name: str, fmt: ExportFormat) -> None:
+    """Make ``export_model(..., format=name)`` (and ``efficientdet export --format name`` once the module that
+    calls this is imported) write files with ``fmt`` (replacing a format of that name). The writer gets the
+    finished :class:`~efficientdet.pipeline.DetectionPipeline` graph in its :class:`ExportJob`."""
+    if not name or not isinstance(name, str):
+        raise ConfigError(f"an export format needs a non-empty name, got {name!r}")
+    if not isinstance(fmt, ExportFormat):
+        raise ConfigError(f"register_export_format({name!r}, ...) takes an ExportFormat, got {type(fmt).__name__}")
+    EXPORT_FORMATS[name] = fmt
+    SUFFIXES[name] = fmt.suffix
 
 
 DetectionGraph = DetectionPipeline
@@ -567,6 +582,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 __all__ = [
     "FORMATS",
     "SUFFIXES",
+    "register_export_format",
     "INPUT_NAME",
     "INPUTS",
     "EXPORT_FORMATS",

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--calibration-data / --calibration-images calibrate --int8; add --int8")
     model = load_model(args.model, args.checkpoint, pretrained=args.pretrained)
     model.to(resolve_device(args.device))
-    out = args.output or f"{model.config.name}{SUFFIXES[args.format]}"
+    out = args.output or f"{model.config.name}{EXPORT_FORMATS[args.format].suffix}"
     path = export_model(model, out, args.format, image_size=size, batch=args.batch, nms=args.nms,
                         max_detections=args.max_detections, score_threshold=args.score_threshold, opset=args.opset,
                         exporter=args.exporter, input=args.input, half=args.half)
