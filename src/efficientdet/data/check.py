@@ -512,7 +512,7 @@ def _anchor_coverage(report: CheckReport, dataset: DetectionDataset, sizes: list
     import torch
     from torchvision.ops import box_iou
 
-    from efficientdet.config import DetectorConfig, TrainConfig
+    from efficientdet.config import DetectorConfig, TrainModelConfig
     from efficientdet.data.preprocess import letterbox_scale
     from efficientdet.modeling.anchors import generate_anchors
 
@@ -521,7 +521,7 @@ def _anchor_coverage(report: CheckReport, dataset: DetectionDataset, sizes: list
     else:
         from efficientdet.registry import get_config
 
-        name = str(model) if model is not None else TrainConfig.model
+        name = str(model) if model is not None else TrainModelConfig.model
         cfg = get_config(name)
     size = cfg.preprocess.image_size if image_size is None else image_size
     input_size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
