@@ -223,7 +223,7 @@ class ConsoleHook(HookBase):
 
 
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
-    """``epoch 2/10 | loss 1.2345 (cls 0.8, box 0.00712) | 35.1 img/s | 12s | val mAP 0.1234 (AP50 0.2345)``."""
+    """``epoch 2/10 | loss 1.2345 | (cls 0.8000, box 0.00712) | 35.1 img/s | 12s | val mAP 0.1234 (AP50 0.2345)``."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}",
              f"(cls {row['train_cls_loss']:.4f}, box {row['train_box_loss']:.5f})",
              f"{row['images_per_s']:.1f} img/s", f"{row['epoch_time_s']:.0f}s"]

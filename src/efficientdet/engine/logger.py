@@ -26,7 +26,7 @@ from typing import Any
 
 TRAIN_LOG = "efficientdet.train"
 """The logger of a run's own lines (its start, one line per epoch): INFO messages, shown on stdout by
-:func:`console_output` while a run trains. Give it a handler of your own to send them elsewhere."""
+:func:`console_output` while a run trains. Give it a handler of your own (and level INFO) to send them elsewhere."""
 
 WALL_TIME_COLUMNS = ("images_per_s", "epoch_time_s")
 """Columns of ``metrics.csv`` that measure time and so differ between runs; always the last columns."""
