@@ -22,7 +22,7 @@ TINY = str(Path(__file__).with_name("tiny.yaml"))
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    return ensure_sample_dataset(tmp_path_factory.mktemp("sample"), train=16, val=6, size=96)
+    return ensure_sample_dataset(tmp_path_factory.mktemp("sample"), train=8, val=4, size=96)
 
 
 def tiny_cfg(sample, out, **kw):
@@ -90,20 +90,20 @@ def test_a_toy_hook_and_a_registered_toy_evaluator_drive_a_run(sample, tmp_path,
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
 
-    steps = 16 // 4  # per epoch
+    steps = 8 // 4  # per epoch
     expected = [("before_train", 0, 0)]
     for epoch in range(2):
         expected.append(("before_epoch", epoch, epoch * steps))
         expected += [("after_step", epoch, epoch * steps + s) for s in range(1, steps + 1)]
         expected.append(("after_epoch", epoch + 1, (epoch + 1) * steps))
     assert hook.calls == [*expected, ("after_train", 2, 2 * steps)]
-    assert hook.seen_metrics == [6.0, 6.0]  # the toy evaluator saw every validation image, before the hook ran
+    assert hook.seen_metrics == [4.0, 4.0]  # the toy evaluator saw every validation image, before the hook ran
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    assert [float(r["images"]) for r in rows] == [6.0, 6.0] and [r["toy_column"] for r in rows] == ["10.0", "20.0"]
+    assert [float(r["images"]) for r in rows] == [4.0, 4.0] and [r["toy_column"] for r in rows] == ["10.0", "20.0"]
     assert list(rows[0])[-2:] == ["images_per_s", "epoch_time_s"]  # the wall-time columns stay last
-    assert result.best_metric == 6.0 and load_checkpoint(result.best_checkpoint)["epoch"] == 1  # not improved later
+    assert result.best_metric == 4.0 and load_checkpoint(result.best_checkpoint)["epoch"] == 1  # not improved later
     lines = [r.getMessage() for r in records]
-    assert lines[0].startswith("training tiny_efficientdet on 16 images") and lines[1].startswith("recipe ")
+    assert lines[0].startswith("training tiny_efficientdet on 8 images") and lines[1].startswith("recipe ")
     assert lines[2].startswith("epoch 1/2 | loss ") and lines[3].startswith("epoch 2/2 | loss ")
     assert "epoch 1/2" not in capsys.readouterr().out
     with pytest.raises(ConfigError, match="HookBase"):

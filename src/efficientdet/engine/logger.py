@@ -35,8 +35,9 @@ _DATA_COLUMNS = ("skipped_images", "dropped_boxes", "nonfinite_steps")
 
 
 def tensorboard_tag(key: str) -> str:
-    """The grouped TensorBoard tag of a ``metrics.csv`` column (``AP`` -> ``val/mAP``, ``AP50`` -> ``val/AP50``)."""
-    if key == "AP":
+    """The grouped TensorBoard tag of a ``metrics.csv`` column (``AP`` or ``mAP`` -> ``val/mAP``, ``AP50`` ->
+    ``val/AP50``)."""
+    if key in ("AP", "mAP"):  # COCO's mAP is its AP; VOC's and Open Images' are mAP
         return "val/mAP"
     if key.startswith(("AP", "AR")):
         return f"val/{key}"
@@ -184,7 +185,7 @@ CURVE_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("training loss (total)", (("train_loss", "total"),)),
     ("classification loss (focal)", (("train_cls_loss", "cls"),)),
     ("box regression loss", (("train_box_loss", "box"),)),
-    ("validation COCO mAP", (("AP", "AP"), ("AP50", "AP50"))),
+    ("validation mAP", (("AP", "AP"), ("AP50", "AP50"), ("mAP", "mAP"))),  # COCO's AP / AP50, or another metric's mAP
 )
 
 
