@@ -195,7 +195,7 @@ def evaluate_effdet(model: torch.nn.Module, setup: Setup, loader: Any) -> dict[s
     from efficientdet.engine.trainer import build_model
     from efficientdet.evaluation import create_evaluator
 
-    ours = build_model(train_config(setup, "eval", pretrained_backbone=False), setup.train)
+    ours = build_model(train_config(setup, "eval", pretrained_backbone=False).detector, setup.train)
     efficientdet.load_weights(ours, model.state_dict(), source="effdet")
     return evaluate(ours, loader, create_evaluator("coco", setup.val))
 
@@ -215,11 +215,10 @@ def run_effdet(setup: Setup, name: str, recipe: bool) -> dict[str, Any]:
     model = effdet_model(setup.train.num_classes, setup.size)
     bench = effdet.DetBenchTrain(model).train()
     cfg = train_config(setup, name)
-    preprocess = build_model(replace(cfg, pretrained_backbone=False), setup.train).config.preprocess
+    preprocess = build_model(replace(cfg.detector, pretrained_backbone=False), setup.train).config.preprocess
     size = (setup.size, setup.size)
     loader = create_loader(setup.train, setup.batch, True, size, num_workers=0, seed=setup.seed,
-                           scale_range=(cfg.scale_min, cfg.scale_max), hflip=cfg.hflip, fill=preprocess.fill,
-                           mean=preprocess.mean)
+                           augment=cfg.augment, fill=preprocess.fill, mean=preprocess.mean)
     val_loader = create_loader(setup.val, setup.batch, False, size, num_workers=0, seed=setup.seed,
                                fill=preprocess.fill, mean=preprocess.mean)
     normalize = Normalizer.from_config(preprocess)
@@ -229,8 +228,8 @@ def run_effdet(setup: Setup, name: str, recipe: bool) -> dict[str, Any]:
         cfg, resolved = resolve_recipe(replace(cfg, recipe="finetune"), steps_per_epoch=steps_per_epoch,
                                        num_images=len(setup.train))
         set_bn_momentum(model, cfg.bn_momentum)
-        optimizer = create_optimizer(model, cfg, cfg.lr)
-        scheduler = create_scheduler(optimizer, cfg, cfg.lr, steps_per_epoch)
+        optimizer = create_optimizer(model, cfg.optim, cfg.lr)
+        scheduler = create_scheduler(optimizer, cfg.optim, cfg.lr, steps_per_epoch, seed=cfg.seed)
         ema = Ema(model, cfg.ema_decay)
         described = resolved.describe()
     else:
@@ -250,7 +249,7 @@ def run_effdet(setup: Setup, name: str, recipe: bool) -> dict[str, Any]:
             loss = bench(normalize(batch.images), target)["loss"]
             loss.backward()
             if recipe:
-                clip_gradients([p for p in model.parameters() if p.grad is not None], cfg)
+                clip_gradients([p for p in model.parameters() if p.grad is not None], cfg.optim)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1

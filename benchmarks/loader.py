@@ -64,9 +64,11 @@ class EffdetParser:
 
 
 def ours_loader(dataset, size: int, batch: int, workers: int, autoaugment: str | None):
+    from efficientdet.config import AugmentConfig
     from efficientdet.data.loader import create_loader
 
-    return create_loader(dataset, batch, True, size, num_workers=workers, seed=0, autoaugment=autoaugment)
+    return create_loader(dataset, batch, True, size, num_workers=workers, seed=0,
+                         augment=AugmentConfig(autoaugment=autoaugment))
 
 
 def effdet_loader(dataset, folder: Path, size: int, batch: int, workers: int):

@@ -328,9 +328,144 @@ class DetectorConfig:
         return _build(cls, data, "config")
 
 
+# --- training: TrainConfig and its slices ------------------------------------------------------------------
+#
+# A run's settings come in slices, each handed whole to the part that uses it: ``detector`` (what is trained,
+# from which weights) to the model builder, ``data`` to the dataset and loader, ``augment`` to the loader's
+# transforms, ``optim`` to the optimiser, schedule, clipping, EMA and recipe, ``runtime`` to the device and
+# precision set-up, ``outputs`` to the hooks that evaluate, save and log. Field names are unique across the
+# slices, so a flat key (``lr``, ``--set lr=0.01``, a flat YAML file, an old checkpoint) names one field of
+# one slice (:data:`TRAIN_SLICE_OF`).
+
+AMP_CHOICES = choices(AmpMode)
+CLIP_MODES = choices(ClipMode)
+RECIPES = choices(Recipe)
+"""Accepted values of ``TrainConfig.recipe`` (what each does: :mod:`efficientdet.engine.recipe`)."""
+
+# Numeric training settings, checked by their slice on construction: (kind, lowest, highest, lowest allowed
+# itself); ``None`` = unbounded.
+_TRAIN_LIMITS: dict[str, tuple[type, float | None, float | None, bool]] = {
+    "batch_size": (int, 1, None, True), "workers": (int, 0, None, True), "epochs": (int, 1, None, True),
+    "grad_accum": (int, 1, None, True), "lr_base_batch": (int, 1, None, True), "seed": (int, None, None, True),
+    "eval_every": (int, 0, None, True), "save_every_epochs": (int, 0, None, True),
+    "save_every_steps": (int, 0, None, True), "log_every_steps": (int, 0, None, True),
+    "max_nonfinite_steps": (int, 1, None, True),
+    "lr": (float, 0, None, False), "lr_base": (float, 0, None, False), "momentum": (float, 0, 1, True),
+    "weight_decay": (float, 0, None, True), "warmup_epochs": (float, 0, None, True),
+    "warmup_lr_ratio": (float, 0, 1, True), "min_lr_ratio": (float, 0, 1, True), "clip_grad": (float, 0, None, False),
+    "ema_decay": (float, 0, 1, True), "scale_min": (float, 0, None, False), "scale_max": (float, 0, None, False),
+    "hflip": (float, 0, 1, True), "mosaic": (float, 0, 1, True), "random_erasing": (float, 0, 1, True),
+    "save_every_minutes": (float, 0, None, True), "bn_momentum": (float, 0, 1, False),
+    "head_lr_scale": (float, 0, None, False),
+}
+_TRAIN_OPTIONAL = ("lr", "clip_grad", "warmup_epochs", "ema_decay", "bn_momentum", "head_lr_scale")
+"""Settings that may be ``None``: the recipe (``engine/recipe.py``) fills in lr, warm-up, EMA decay and BN
+momentum; ``clip_grad=None`` turns clipping off."""
+_TRAIN_CHOICES = {"amp": AMP_CHOICES, "clip_mode": CLIP_MODES, "recipe": RECIPES}
+
+
+def _check_train_slice(part: Any) -> None:
+    """Refuse nonsensical values of one slice (``ConfigError`` naming the key, with the closest valid choice)."""
+    for f in dataclasses.fields(part):
+        value = getattr(part, f.name)
+        if f.name in _TRAIN_CHOICES and value not in _TRAIN_CHOICES[f.name]:
+            choices = _TRAIN_CHOICES[f.name]
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"train setting {f.name}={value!r}: choose one of {', '.join(choices)}{hint}")
+        if f.name not in _TRAIN_LIMITS or (value is None and f.name in _TRAIN_OPTIONAL):
+            continue
+        kind, low, high, low_ok = _TRAIN_LIMITS[f.name]
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not is_number or (kind is int and not isinstance(value, int)):
+            raise ConfigError(f"train setting {f.name}={value!r}: expected {'an integer' if kind is int else 'a number'}"
+                              f"{', or null' if f.name in _TRAIN_OPTIONAL else ''}")
+        too_low = low is not None and (value < low or (value == low and not low_ok))
+        too_high = high is not None and value > high
+        if too_low or too_high:
+            lower = f"{'>=' if low_ok else '>'} {low}" if low is not None else ""
+            upper = f"<= {high}" if high is not None else ""
+            raise ConfigError(f"train setting {f.name}={value!r}: must be "
+                              f"{' and '.join(b for b in (lower, upper) if b)}")
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
 @dataclass(frozen=True)
-class TrainConfig:
-    """A training run.
+class TrainModelConfig:
+    """What is trained: ``model`` (a registered name or config), started from its published weights
+    (``pretrained``), ImageNet backbone weights (``pretrained_backbone``) or a ``checkpoint``; ``image_size``
+    ``(H, W)`` (one int: square; ``None``: the model's); ``model_overrides``: dotted :class:`DetectorConfig`
+    changes, e.g. ``{"loss.box_loss": "giou"}`` (a mapping or pairs)."""
+
+    model: str = "tf_efficientdet_lite0"
+    pretrained: bool = False
+    pretrained_backbone: bool = True
+    checkpoint: str | None = None
+    image_size: tuple[int, int] | None = None
+    model_overrides: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        overrides = self.model_overrides
+        if isinstance(overrides, dict):
+            overrides = overrides.items()
+        _set(self, "model_overrides", tuple((str(k), _tupled(v)) for k, v in overrides))
+        size = self.image_size
+        if isinstance(size, list):
+            size = tuple(size)
+        if isinstance(size, int) and not isinstance(size, bool):
+            size = (size, size)
+        _set(self, "image_size", size)
+        if size is not None and not (isinstance(size, tuple) and len(size) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            shown = list(size) if isinstance(size, tuple) else size
+            raise ConfigError(f"train setting image_size={shown!r}: expected a positive integer or two [height, width]")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from: ``train_data`` / ``val_data`` (a dataset folder or annotation file) in
+    ``data_format`` (``None``: detected), the parts ``train_split`` (default ``train``) / ``val_split`` (default
+    ``val``) of datasets made of parts; ``batch_size`` images per process and batch, ``workers`` loader processes."""
+
+    train_data: str = ""
+    val_data: str | None = None
+    data_format: str | None = None
+    train_split: str | None = None
+    val_split: str | None = None
+    batch_size: int = 8
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        _check_train_slice(self)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The training augmentation (:func:`efficientdet.data.transforms.train_transforms`): scale jitter in
+    ``[scale_min, scale_max]``, horizontal flips with probability ``hflip``, 4-image ``mosaic`` with that
+    probability, ``autoaugment`` (a policy name, e.g. ``v0``), ``randaugment`` (2 ops, magnitude 9) and
+    ``random_erasing`` (probability)."""
+
+    scale_min: float = 0.1
+    scale_max: float = 2.0
+    hflip: float = 0.5
+    mosaic: float = 0.0
+    autoaugment: str | None = None
+    randaugment: bool = False
+    random_erasing: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_train_slice(self)
+        if self.scale_min > self.scale_max:
+            raise ConfigError(f"train settings scale_min={self.scale_min} > scale_max={self.scale_max}: swap them")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """How the weights are optimised, for ``epochs`` epochs.
 
     ``recipe``: ``auto`` | ``finetune`` | ``official`` (see :mod:`efficientdet.engine.recipe`) fills in ``lr``,
     ``warmup_epochs``, ``ema_decay`` and ``bn_momentum`` when they are ``None``; a value set here always wins.
@@ -341,38 +476,12 @@ class TrainConfig:
     ``head_lr_scale``: the pyramid's and heads' learning rate relative to ``lr`` (the backbone's); the recipe
     fills it in when ``None``.
     ``optimizer``: ``momentum`` (SGD, momentum 0.9, the official choice) or any timm optimizer name
-    (``adamw``, ``lamb``, ...). ``scheduler``: any timm scheduler (``cosine`` default), stepped per update. ``clip_mode``: ``norm`` | ``value`` | ``agc``.
-    ``amp``: ``none`` | ``bf16`` | ``fp16`` (with loss scaling). ``freeze``: parameter-name patterns
-    (fnmatch) or the shortcuts ``backbone`` and ``backbone+fpn``; norm layers whose parameters are all frozen
-    keep their statistics (eval mode). ``model_overrides``: dotted
-    :class:`DetectorConfig` changes, e.g. ``{"loss.box_loss": "giou"}``. Checkpoints (``last.pth``): after
-    each epoch, and within an epoch every ``save_every_steps`` optimizer steps (0: off) and after
-    ``save_every_minutes`` of training (0: off), so a kill loses at most that much. ``log_every_steps``:
-    TensorBoard per-step scalars. Values are checked on construction (:class:`ConfigError` naming the key).
+    (``adamw``, ``lamb``, ...). ``scheduler``: any timm scheduler (``cosine`` default), stepped per update.
+    ``clip_mode``: ``norm`` | ``value`` | ``agc`` (``clip_grad`` ``None``: no clipping). ``grad_accum``: batches
+    per optimizer step. ``freeze``: parameter-name patterns (fnmatch) or the shortcuts ``backbone`` and
+    ``backbone+fpn``; norm layers whose parameters are all frozen keep their statistics (eval mode).
     """
 
-    # model
-    model: str = "tf_efficientdet_lite0"
-    pretrained: bool = False
-    pretrained_backbone: bool = True
-    checkpoint: str | None = None
-    image_size: tuple[int, int] | None = None
-    model_overrides: tuple[tuple[str, Any], ...] = ()
-    # data
-    train_data: str = ""
-    val_data: str | None = None
-    data_format: str | None = None
-    train_split: str | None = None  # part of train_data (VOC image set, YOLO split, ...); None: "train"
-    val_split: str | None = None  # part of val_data; None: "val"
-    batch_size: int = 8
-    workers: int = 2
-    scale_min: float = 0.1
-    scale_max: float = 2.0
-    hflip: float = 0.5
-    mosaic: float = 0.0
-    randaugment: bool = False
-    random_erasing: float = 0.0
-    # optimisation
     epochs: int = 300
     recipe: Recipe = "auto"
     head_lr_scale: float | None = None
@@ -393,100 +502,155 @@ class TrainConfig:
     ema: bool = True
     ema_decay: float | None = None
     bn_momentum: float | None = None
-    # execution
+    freeze: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("freeze", "lr_noise"):
+            if isinstance(getattr(self, name), list):
+                _set(self, name, tuple(getattr(self, name)))
+        _check_train_slice(self)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how the computation runs: ``device`` (``auto`` | ``cpu`` | ``cuda[:N]`` | ``mps``), ``amp``
+    (``none`` | ``bf16`` | ``fp16`` with loss scaling), memory layout, ``torch.compile``, gradient checkpointing,
+    SyncBatchNorm across processes, the run's ``seed``, and how many non-finite steps an epoch may skip."""
+
     device: str = "auto"
     amp: AmpMode = "none"
     channels_last: bool = True
     compile: bool = False
     grad_checkpointing: bool = False
     sync_bn: bool = False
-    freeze: tuple[str, ...] = ()
     seed: int = 42
-    # output
+    max_nonfinite_steps: int = 10
+
+    def __post_init__(self) -> None:
+        _check_train_slice(self)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What a run writes and shows, in the folder ``output``: validation every ``eval_every`` epochs (and after
+    the last) with the evaluator ``eval_metric`` (``coco``, ``voc07``, ``voc``, ``openimages`` or any registered
+    with :func:`efficientdet.evaluation.register_evaluator`); ``last.pth`` after each epoch, every
+    ``save_every_steps`` optimizer steps (0: off) and after ``save_every_minutes`` of training (0: off), so a
+    kill loses at most that much; ``epoch_NNNN.pth`` every ``save_every_epochs``; TensorBoard per-step scalars
+    every ``log_every_steps``; a progress bar."""
+
     output: str = "runs/train"
     eval_every: int = 1
+    eval_metric: str = "coco"
     save_every_epochs: int = 0
     save_every_steps: int = 0
     save_every_minutes: float = 10.0
     log_every_steps: int = 10
     tensorboard: bool = False
-    max_nonfinite_steps: int = 10
     progress: bool = True
 
-    WHERE: ClassVar[str] = "train setting {}"
-
     def __post_init__(self) -> None:
-        # accept a mapping or pairs for model_overrides, and lists for the tuple fields
-        overrides = self.model_overrides
-        if isinstance(overrides, dict):
-            overrides = overrides.items()
-        object.__setattr__(self, "model_overrides", tuple((str(k), _tupled(v)) for k, v in overrides))
-        for name in ("freeze", "image_size", "lr_noise"):
-            value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-        if isinstance(self.image_size, int) and not isinstance(self.image_size, bool):
-            object.__setattr__(self, "image_size", (self.image_size, self.image_size))
-        _check_train_config(self)
+        _check_train_slice(self)
+        from efficientdet.evaluation import evaluator_class
+
+        evaluator_class(self.eval_metric, what="train setting eval_metric")
+
+
+TRAIN_SLICES: dict[str, type] = {
+    "detector": TrainModelConfig, "data": DataConfig, "augment": AugmentConfig, "optim": OptimConfig,
+    "runtime": RuntimeConfig, "outputs": OutputConfig,
+}
+"""The slices of :class:`TrainConfig`, by attribute name."""
+
+TRAIN_SLICE_OF: dict[str, str] = {f.name: name for name, cls in TRAIN_SLICES.items() for f in dataclasses.fields(cls)}
+"""The slice that holds each flat setting: ``{"lr": "optim", "batch_size": "data", ...}``."""
+
+
+@dataclass(frozen=True, init=False)
+class TrainConfig:
+    """A training run: six frozen slices, each handed whole to the part that uses it (see the slice classes).
+
+    Build it from slices, from flat settings, or both (flat settings change the slices given)::
+
+        TrainConfig(optim=OptimConfig(lr=0.01), data=DataConfig(train_data="train.json"))
+        TrainConfig(lr=0.01, train_data="train.json")           # the same
+
+    Reading a flat name reads its slice's field (``cfg.lr is cfg.optim.lr``), and
+    :func:`dataclasses.replace` takes flat names too (``replace(cfg, lr=0.02)``). Values are checked on
+    construction by their slice (:class:`ConfigError` naming the key). :meth:`to_dict` writes the slices;
+    :meth:`from_dict` reads that, flat keys (older YAML files and checkpoints) and dotted ones (``optim.lr``).
+    """
+
+    detector: TrainModelConfig = TrainModelConfig()
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    optim: OptimConfig = OptimConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    outputs: OutputConfig = OutputConfig()
+
+    def __init__(self, detector: TrainModelConfig | None = None, data: DataConfig | None = None,
+                 augment: AugmentConfig | None = None, optim: OptimConfig | None = None,
+                 runtime: RuntimeConfig | None = None, outputs: OutputConfig | None = None, **settings: Any) -> None:
+        given = {"detector": detector, "data": data, "augment": augment, "optim": optim, "runtime": runtime,
+                 "outputs": outputs}
+        changes: dict[str, dict[str, Any]] = {}
+        for key, value in settings.items():
+            if key not in TRAIN_SLICE_OF:
+                raise ConfigError(unknown_key_message(key, [*TRAIN_SLICE_OF, *TRAIN_SLICES], "train setting"))
+            changes.setdefault(TRAIN_SLICE_OF[key], {})[key] = value
+        for name, cls in TRAIN_SLICES.items():
+            part = given[name] if given[name] is not None else cls()
+            if not isinstance(part, cls):
+                raise ConfigError(f"TrainConfig({name}=...) takes a {cls.__name__}, got {type(part).__name__}")
+            _set(self, name, dataclasses.replace(part, **changes[name]) if name in changes else part)
+
+    def __getattr__(self, name: str) -> Any:
+        """A flat setting (``cfg.lr``): the field of the slice that holds it."""
+        slice_name = TRAIN_SLICE_OF.get(name)
+        if slice_name is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(object.__getattribute__(self, slice_name), name)
 
     def to_dict(self) -> dict[str, Any]:
-        data = _plain(dataclasses.asdict(self))
-        data["model_overrides"] = {k: _plain(v) for k, v in self.model_overrides}
-        return data
+        """The slices as plain mappings (YAML/JSON-friendly): ``{"detector": {...}, "data": {...}, ...}``."""
+        out = {name: _plain(dataclasses.asdict(getattr(self, name))) for name in TRAIN_SLICES}
+        out["detector"]["model_overrides"] = {k: _plain(v) for k, v in self.detector.model_overrides}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        data = dict(data)
-        if isinstance(data.get("model_overrides"), dict):
-            data["model_overrides"] = tuple(data["model_overrides"].items())
-        return _build(cls, data, "train config")
+        """Inverse of :meth:`to_dict`. Also reads flat keys (``lr: 0.01``, the layout of older files and
+        checkpoints) and dotted ones (``optim.lr``); a flat or dotted key wins over its slice's mapping.
+        Unknown keys raise an error that lists close matches."""
+        parts: dict[str, dict[str, Any]] = {name: {} for name in TRAIN_SLICES}
+        for key, value in data.items():
+            if key in TRAIN_SLICES and isinstance(value, dict):
+                parts[key] = {**dict(value), **parts[key]}
+                continue
+            head, dot, field_name = key.partition(".")
+            if dot and head in TRAIN_SLICES:
+                parts[head][field_name] = value
+            elif key in TRAIN_SLICE_OF:
+                parts[TRAIN_SLICE_OF[key]][key] = value
+            else:
+                raise ConfigError(unknown_key_message(key, [*TRAIN_SLICE_OF, *TRAIN_SLICES], "key in train config"))
+        detector = parts["detector"]
+        if isinstance(detector.get("model_overrides"), dict):
+            detector["model_overrides"] = tuple(detector["model_overrides"].items())
+        return cls(**{name: _build(part_cls, parts[name], f"train config.{name}")
+                      for name, part_cls in TRAIN_SLICES.items()})
 
 
-# TrainConfig fields checked on construction: (kind, lowest, highest, lowest allowed itself); ``None`` = unbounded.
-_TRAIN_LIMITS: dict[str, tuple[type, float | None, float | None, bool]] = {
-    "batch_size": (int, 1, None, True), "workers": (int, 0, None, True), "epochs": (int, 1, None, True),
-    "grad_accum": (int, 1, None, True), "lr_base_batch": (int, 1, None, True), "seed": (int, None, None, True),
-    "eval_every": (int, 0, None, True), "save_every_epochs": (int, 0, None, True),
-    "save_every_steps": (int, 0, None, True), "log_every_steps": (int, 0, None, True),
-    "max_nonfinite_steps": (int, 1, None, True),
-    "lr": (float, 0, None, False), "lr_base": (float, 0, None, False), "momentum": (float, 0, 1, True),
-    "weight_decay": (float, 0, None, True), "warmup_epochs": (float, 0, None, True),
-    "warmup_lr_ratio": (float, 0, 1, True), "min_lr_ratio": (float, 0, 1, True), "clip_grad": (float, 0, None, False),
-    "ema_decay": (float, 0, 1, True), "scale_min": (float, 0, None, False), "scale_max": (float, 0, None, False),
-    "hflip": (float, 0, 1, True), "mosaic": (float, 0, 1, True), "random_erasing": (float, 0, 1, True),
-    "save_every_minutes": (float, 0, None, True), "bn_momentum": (float, 0, 1, False),
-    "head_lr_scale": (float, 0, None, False),
-}
-_TRAIN_OPTIONAL = ("lr", "clip_grad", "warmup_epochs", "ema_decay", "bn_momentum", "head_lr_scale")
-"""Settings that may be ``None``: the recipe (``engine/recipe.py``) fills in lr, warm-up, EMA decay and BN
-momentum; ``clip_grad=None`` turns clipping off."""
-RECIPES = choices(Recipe)
-"""Accepted values of ``TrainConfig.recipe`` (what each does: :mod:`efficientdet.engine.recipe`)."""
-
-
-def _check_train_config(cfg: TrainConfig) -> None:
-    """Refuse nonsensical training settings before anything starts (``ConfigError`` naming the key)."""
-    for name, (kind, low, high, low_ok) in _TRAIN_LIMITS.items():
-        value = getattr(cfg, name)
-        if value is None and name in _TRAIN_OPTIONAL:
-            continue
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not is_number or (kind is int and not isinstance(value, int)):
-            raise ConfigError(f"train setting {name}={value!r}: expected {'an integer' if kind is int else 'a number'}"
-                              f"{', or null' if name in _TRAIN_OPTIONAL else ''}")
-        too_low = low is not None and (value < low or (value == low and not low_ok))
-        too_high = high is not None and value > high
-        if too_low or too_high:
-            lower = f"{'>=' if low_ok else '>'} {low}" if low is not None else ""
-            upper = f"<= {high}" if high is not None else ""
-            raise ConfigError(f"train setting {name}={value!r}: must be {' and '.join(b for b in (lower, upper) if b)}")
-    if cfg.scale_min > cfg.scale_max:
-        raise ConfigError(f"train settings scale_min={cfg.scale_min} > scale_max={cfg.scale_max}: swap them")
-    check_choices(cfg)
-    if cfg.image_size is not None:
-        size = cfg.image_size
-        if not isinstance(size, tuple) or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-            raise ConfigError(f"train setting image_size={list(size)!r}: expected a positive integer or two [height, width]")
+def flat_train_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved :class:`TrainConfig` mapping of either layout (slices, or the flat one of older checkpoints)
+    as flat ``{setting: value}``, for comparing runs without building a config."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in TRAIN_SLICES and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
 
 
 def _plain(value: Any) -> Any:
@@ -626,6 +790,15 @@ __all__ = [
     "PreprocessConfig",
     "DetectorConfig",
     "TrainConfig",
+    "TrainModelConfig",
+    "DataConfig",
+    "AugmentConfig",
+    "OptimConfig",
+    "RuntimeConfig",
+    "OutputConfig",
+    "TRAIN_SLICES",
+    "TRAIN_SLICE_OF",
+    "flat_train_settings",
     "replace_nested",
     "unknown_key_message",
 ]
@@ -636,7 +809,8 @@ def train_config_from(yaml_file: str | None = None, sets: list[str] | tuple[str,
 
     Later sources win: YAML, then ``explicit`` (non-``None`` values only), then ``sets``. Values in ``sets``
     are parsed as YAML (``lr=0.01``, ``freeze=[backbone]``, ``amp=bf16``). Keys starting with ``model.``
-    change the model config (``model.loss.box_loss=giou`` -> ``model_overrides``).
+    change the model config (``model.loss.box_loss=giou`` -> ``model_overrides``). Keys may be flat (``lr``) or
+    name their slice (``optim.lr``); the YAML file may be flat or hold the slices (what ``--print-config`` writes).
     """
     import yaml
 
@@ -651,7 +825,9 @@ def train_config_from(yaml_file: str | None = None, sets: list[str] | tuple[str,
             raise ConfigError(f"{yaml_file} must hold a mapping of TrainConfig keys, got {type(loaded).__name__}")
         data.update(loaded)
     data.update({k: v for k, v in explicit.items() if v is not None})
-    model_overrides = dict(data.pop("model_overrides", {}) or {})
+    detector = data.get("detector")
+    nested = detector.pop("model_overrides", {}) if isinstance(detector, dict) else {}
+    model_overrides = {**dict(nested or {}), **dict(data.pop("model_overrides", {}) or {})}
     for item in sets:
         key, sep, raw = item.partition("=")
         if not sep:

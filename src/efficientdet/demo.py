@@ -44,9 +44,10 @@ MODEL = "tf_efficientdet_lite0"
 def _same_settings(cfg: TrainConfig, saved: dict) -> bool:
     """Whether a checkpoint's settings are ``cfg``'s: the saved ones have the recipe's values filled in where
     ``cfg`` left them unset (``engine/recipe.py``), so those are compared only when ``cfg`` sets them."""
+    from efficientdet.config import flat_train_settings
     from efficientdet.engine.recipe import RESOLVED_FIELDS
 
-    wanted = cfg.to_dict()
+    wanted, saved = flat_train_settings(cfg.to_dict()), flat_train_settings(saved)
     return all(saved.get(k) == v for k, v in wanted.items() if not (k in RESOLVED_FIELDS and v is None))
 
 

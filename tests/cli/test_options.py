@@ -138,7 +138,7 @@ def test_train_split_reaches_the_loader(sample, tmp_path, capsys):
     from efficientdet.engine.trainer import _load_datasets
 
     def sizes(**settings) -> int:
-        return len(_load_datasets(train_config_from(None, [], train_data=str(voc), **settings))[0])
+        return len(_load_datasets(train_config_from(None, [], train_data=str(voc), **settings).data)[0])
 
     assert (sizes(), sizes(train_split="trainval"), sizes(train_split="train")) == (3, 2, 3)
     # a single COCO json has no splits: the flag is an error, not ignored

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from efficientdet.config import AugmentConfig
 from efficientdet.data.dataset import TorchDataset
 from efficientdet.data.images import image_size, read_image
 from efficientdet.data.loader import DetectionSampler, create_loader
@@ -119,7 +120,7 @@ def _epoch(loader, epoch: int, start_batch: int = 0) -> list[tuple[list[int], fl
 
 def test_same_seed_and_epoch_give_the_same_batches(sample_root: Path) -> None:
     ds = load_dataset(sample_root / "train")
-    kwargs = dict(batch_size=4, train=True, image_size=64, seed=5, mosaic=0.5, autoaugment="v0")
+    kwargs = dict(batch_size=4, train=True, image_size=64, seed=5, augment=AugmentConfig(mosaic=0.5, autoaugment="v0"))
     inline = create_loader(ds, num_workers=0, **kwargs)
     workers = create_loader(ds, num_workers=2, **kwargs)
     first = _epoch(inline, 3)

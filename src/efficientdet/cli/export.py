@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from efficientdet.errors import ConfigError
-    from efficientdet.export import SUFFIXES, export_model, read_metadata
+    from efficientdet.export import EXPORT_FORMATS, export_model, read_metadata
     from efficientdet.predict import load_model, resolve_device
 
     size = None

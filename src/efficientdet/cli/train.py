@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "config). Multi-GPU / multi-process: torchrun --nproc-per-node N -m efficientdet train ...",
     )
     p.add_argument("--data", dest="train_data", help="training set: a COCO json, VOC/YOLO folder, CSV, ...")
-    p.add_argument("--val-data", dest="val_data", help="validation set (COCO mAP after each epoch)")
+    p.add_argument("--val-data", dest="val_data", help="validation set (COCO mAP after each epoch; other metrics: "
+                                                       "--set eval_metric=voc07|voc|openimages)")
     p.add_argument("--format", dest="data_format", help="coco | voc | yolo | openimages | csv (default: detect)")
     p.add_argument("--split", dest="train_split", metavar="NAME",
                    help="part of --data to train on, for datasets with splits: a VOC image set (default train; e.g. "

@@ -512,13 +512,13 @@ def _anchor_coverage(report: CheckReport, dataset: DetectionDataset, sizes: list
     import torch
     from torchvision.ops import box_iou
 
-    from efficientdet.config import DetectorConfig, TrainConfig
+    from efficientdet.config import DetectorConfig, TrainModelConfig
     from efficientdet.data.preprocess import letterbox_scale
     from efficientdet.factory import model_config
     from efficientdet.modeling.anchors import generate_anchors
 
-    cfg = model_config(model if model is not None else TrainConfig.model)
-    name = model.name if isinstance(model, DetectorConfig) else str(model or TrainConfig.model)
+    cfg = model_config(model if model is not None else TrainModelConfig.model)
+    name = model.name if isinstance(model, DetectorConfig) else str(model or TrainModelConfig.model)
     size = cfg.preprocess.image_size if image_size is None else image_size
     input_size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(input_size) != 2 or min(input_size) < 1:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from efficientdet.config import IMAGENET_MEAN
+from efficientdet.config import IMAGENET_MEAN, AugmentConfig
 from efficientdet.data.dataset import Item, Skipped, TorchDataset
 from efficientdet.data.records import DetectionDataset
 from efficientdet.data.transforms import Transform, train_transforms
@@ -38,6 +38,9 @@ from efficientdet.errors import DataError
 from efficientdet.structures import ImageMeta, Targets
 
 log = logging.getLogger(__name__)
+
+RANDAUGMENT = (2, 9.0)
+"""RandAugment's ``(num_ops, magnitude)`` when ``AugmentConfig.randaugment`` is on."""
 
 
 @dataclass
@@ -206,12 +209,7 @@ def create_loader(
     seed: int = 0,
     strict: bool = False,
     drop_last: bool | None = None,
-    mosaic: float = 0.0,
-    scale_range: tuple[float, float] = (0.1, 2.0),
-    hflip: float = 0.5,
-    autoaugment: str | None = None,
-    randaugment: tuple[int, float] | None = None,
-    random_erasing: float = 0.0,
+    augment: AugmentConfig | None = None,
     fill: str | float | Sequence[float] = "mean",
     mean: Sequence[float] = IMAGENET_MEAN,
     prefetch_factor: int = 2,
@@ -222,10 +220,8 @@ def create_loader(
     Args:
         dataset: parsed records, or a ready :class:`TorchDataset` (then ``transforms`` ... ``mean`` are unused).
         batch_size: images per batch and per process.
-        train: shuffle, drop the last partial batch (unless ``drop_last`` says otherwise) and, when
-            ``transforms`` is ``None``, use the official training augmentation (:func:`train_transforms` with
-            ``scale_range``, ``hflip``, ``autoaugment``, ``randaugment``, ``random_erasing``, ``fill``); else
-            letterbox only, in order.
+        train: shuffle, drop the last partial batch (unless ``drop_last`` says otherwise) and augment (``augment``
+            unless ``transforms`` is given); else letterbox only, in order.
         image_size: network input ``(H, W)`` or one int.
         transforms: a custom ``(Sample, Generator) -> Sample`` pipeline that ends at ``image_size``.
         num_workers: worker processes (0: load in this process).
@@ -233,7 +229,8 @@ def create_loader(
         pin_memory: page-locked batches for asynchronous copies to the GPU.
         seed: run seed; with the epoch it fixes order and augmentation (see the module docstring).
         strict: raise :class:`DataError` naming a broken image instead of skipping it.
-        mosaic: probability of a 4-image mosaic per training sample.
+        augment: the training augmentation, the run's :class:`~efficientdet.config.AugmentConfig` slice
+            (default: the official one, :func:`train_transforms`, padding with ``fill``); unused for evaluation.
     """
     if batch_size < 1:
         raise DataError(f"batch_size={batch_size}: must be at least 1")
@@ -241,11 +238,13 @@ def create_loader(
         torch_ds = dataset
     else:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        aug = augment if augment is not None else AugmentConfig()
         if transforms is None and train:
-            transforms = train_transforms(size, scale_range=scale_range, hflip=hflip, fill=fill, mean=mean,  # type: ignore[arg-type]
-                                          autoaugment=autoaugment, randaugment=randaugment,
-                                          random_erasing=random_erasing)
-        torch_ds = TorchDataset(dataset, size, transforms, mosaic=mosaic if train else 0.0, seed=seed,  # type: ignore[arg-type]
+            transforms = train_transforms(size, scale_range=(aug.scale_min, aug.scale_max), hflip=aug.hflip,  # type: ignore[arg-type]
+                                          fill=fill, mean=mean, autoaugment=aug.autoaugment,
+                                          randaugment=RANDAUGMENT if aug.randaugment else None,
+                                          random_erasing=aug.random_erasing)
+        torch_ds = TorchDataset(dataset, size, transforms, mosaic=aug.mosaic if train else 0.0, seed=seed,  # type: ignore[arg-type]
                                 strict=strict, fill=fill, mean=mean)
     world, rank = _dist_info(distributed)
     sampler = DetectionSampler(len(torch_ds), shuffle=train, seed=seed, num_replicas=world, rank=rank)

@@ -4,7 +4,7 @@ A checkpoint is a ``torch.save`` file of plain containers and tensors only, so i
 ``torch.load(weights_only=True)``. Layout::
 
     {"format": "efficientdet.checkpoint", "version": 1,
-     "config": DetectorConfig.to_dict(), "train_config": TrainConfig.to_dict(),
+     "config": DetectorConfig.to_dict(), "train_config": TrainConfig.to_dict() (its slices; flat before them),
      "model": state_dict, "ema": state_dict | None, "label_names": [...], "category_ids": [...],
      "epoch": completed epochs, "step": optimizer steps done, "epoch_batches": batches done in the current epoch,
      "epoch_totals": {"loss", "cls_loss", "box_loss", "batches", "images", "nonfinite_steps", "skipped_images",

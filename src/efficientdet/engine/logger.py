@@ -8,15 +8,25 @@ TensorBoard (``tensorboard=True``, events in ``<output>/tensorboard``), on the o
 ``epoch/...`` (the means of ``metrics.csv``), ``data/...`` (skipped images, dropped boxes), ``val/mAP``,
 ``val/AP50``, ... , the per-class AP table as text (``val/per_class_AP``) and a few validation images with
 their detections drawn (``val/predictions``).
+
+The console: the run's lines go through ``logging`` (logger :data:`TRAIN_LOG`); :func:`console_output` shows
+them on stdout, exactly as ``print`` did, unless that logger has handlers of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import logging
 import math
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+TRAIN_LOG = "efficientdet.train"
+"""The logger of a run's own lines (its start, one line per epoch): INFO messages, shown on stdout by
+:func:`console_output` while a run trains. Give it a handler of your own (and level INFO) to send them elsewhere."""
 
 WALL_TIME_COLUMNS = ("images_per_s", "epoch_time_s")
 """Columns of ``metrics.csv`` that measure time and so differ between runs; always the last columns."""
@@ -25,14 +35,50 @@ _DATA_COLUMNS = ("skipped_images", "dropped_boxes", "nonfinite_steps")
 
 
 def tensorboard_tag(key: str) -> str:
-    """The grouped TensorBoard tag of a ``metrics.csv`` column (``AP`` -> ``val/mAP``, ``AP50`` -> ``val/AP50``)."""
-    if key == "AP":
+    """The grouped TensorBoard tag of a ``metrics.csv`` column (``AP`` or ``mAP`` -> ``val/mAP``, ``AP50`` ->
+    ``val/AP50``)."""
+    if key in ("AP", "mAP"):  # COCO's mAP is its AP; VOC's and Open Images' are mAP
         return "val/mAP"
     if key.startswith(("AP", "AR")):
         return f"val/{key}"
     if key in _DATA_COLUMNS:
         return f"data/{key}"
     return f"epoch/{key}"  # the per-step learning rate is ``lr``; the epoch's last one ``epoch/lr``
+
+
+class _Stdout(logging.StreamHandler):
+    """A handler that writes to ``sys.stdout`` as it is when a record comes (a redirect, pytest's capture)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it: always sys.stdout
+        pass
+
+
+@contextlib.contextmanager
+def console_output() -> Iterator[None]:
+    """While inside, INFO messages of the :data:`TRAIN_LOG` logger go to stdout as plain lines (not also to the
+    root logger's handlers, so the command line shows each once); a logger the caller gave handlers is left
+    alone."""
+    logger = logging.getLogger(TRAIN_LOG)
+    if logger.handlers:
+        yield
+        return
+    handler = _Stdout()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 class RunLogger:
@@ -139,7 +185,7 @@ CURVE_PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("training loss (total)", (("train_loss", "total"),)),
     ("classification loss (focal)", (("train_cls_loss", "cls"),)),
     ("box regression loss", (("train_box_loss", "box"),)),
-    ("validation COCO mAP", (("AP", "AP"), ("AP50", "AP50"))),
+    ("validation mAP", (("AP", "AP"), ("AP50", "AP50"), ("mAP", "mAP"))),  # COCO's AP / AP50, or another metric's mAP
 )
 
 

@@ -1,4 +1,7 @@
-"""Optimiser, learning-rate schedule, gradient clipping and EMA for training (timm underneath)."""
+"""Optimiser, learning-rate schedule, gradient clipping and EMA for training (timm underneath).
+
+Each function takes the run's :class:`~efficientdet.config.OptimConfig` slice (``cfg.optim``) whole.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import dispatch_clip_grad
 from timm.utils.model_ema import ModelEmaV3
 
-from efficientdet.config import TrainConfig
+from efficientdet.config import OptimConfig, TrainConfig
 from efficientdet.errors import ConfigError
 
 FREEZE_SHORTCUTS = {"backbone": ("backbone.*",), "backbone+fpn": ("backbone.*", "fpn.*")}
@@ -81,7 +84,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, head_lr_scale: float
     return out
 
 
-def create_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+def create_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
     """timm optimizer over trainable parameters (:func:`parameter_groups`): no weight decay on norms, biases
     and fusion weights; the pyramid and heads at ``cfg.head_lr_scale`` times ``lr`` (1 when ``None``)."""
     scale = 1.0 if cfg.head_lr_scale is None else cfg.head_lr_scale
@@ -95,8 +98,10 @@ def create_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.opt
                           f"{', '.join(list_optimizers())}") from err
 
 
-def create_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, lr: float, updates_per_epoch: int) -> Any:
-    """Per-update schedule with linear warm-up from ``lr * warmup_lr_ratio`` (official: cosine, 1 epoch)."""
+def create_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, lr: float, updates_per_epoch: int, *,
+                     seed: int) -> Any:
+    """Per-update schedule with linear warm-up from ``lr * warmup_lr_ratio`` (official: cosine, 1 epoch);
+    ``seed``: of the learning-rate noise (``lr_noise``), the run's seed."""
     scheduler, _ = create_scheduler_v2(
         optimizer,
         sched=cfg.scheduler,
@@ -106,14 +111,14 @@ def create_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, lr: flo
         min_lr=lr * cfg.min_lr_ratio,
         warmup_prefix=True,  # official: the cosine starts where the warm-up ends
         noise=list(cfg.lr_noise) if cfg.lr_noise else None,
-        noise_seed=cfg.seed,
+        noise_seed=seed,
         step_on_epochs=False,
         updates_per_epoch=updates_per_epoch,
     )
     return scheduler
 
 
-def clip_gradients(parameters: Any, cfg: TrainConfig) -> None:
+def clip_gradients(parameters: Any, cfg: OptimConfig) -> None:
     """Clip by global norm (official: 10), by value, or adaptively (AGC)."""
     if cfg.clip_grad is None or cfg.clip_grad <= 0:
         return

@@ -53,7 +53,13 @@ ImageRefs = Sequence[int] | Sequence[ImageRecord] | torch.Tensor | np.ndarray
 
 
 class DetectionEvaluator(ABC):
-    """Collects :class:`Detections` per dataset image; subclasses turn them into metrics in :meth:`compute`."""
+    """Collects :class:`Detections` per dataset image; subclasses turn them into metrics in :meth:`compute`.
+
+    ``primary_metric``: the key of :meth:`compute`'s result that ranks models (training keeps the checkpoint
+    with its highest value as ``best.pth``).
+    """
+
+    primary_metric = "mAP"
 
     def __init__(self, dataset: DetectionDataset) -> None:
         if not isinstance(dataset, DetectionDataset):

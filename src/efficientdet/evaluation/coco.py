@@ -287,6 +287,8 @@ class CocoEvaluator(DetectionEvaluator):
     :meth:`per_class_rows`, :meth:`save_pr_curves` and :meth:`write_results`.
     """
 
+    primary_metric = "AP"
+
     def __init__(
         self, dataset: DetectionDataset, *, backend: str = "auto", annotation_file: str | Path | None = None
     ) -> None:
