@@ -152,7 +152,7 @@ def test_head_lr_scale_comes_from_the_recipe_unless_set():
 def test_pyramid_and_heads_learn_at_the_scaled_rate_through_warm_up_and_decay():
     model = _Detector()
     cfg = TrainConfig(epochs=4, head_lr_scale=3.0, warmup_epochs=1.0, weight_decay=1e-4)
-    optimizer = create_optimizer(model, cfg, 0.02)
+    optimizer = create_optimizer(model, cfg.optim, 0.02)
     groups = optimizer.param_groups
     # backbone groups first (1-d norms and biases without decay, then weights), then the new layers
     names = {id(p): n for n, p in model.named_parameters()}
@@ -161,12 +161,12 @@ def test_pyramid_and_heads_learn_at_the_scaled_rate_through_warm_up_and_decay():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert [g["weight_decay"] for g in groups] == [0.0, 1e-4, 0.0, 1e-4]
     assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 1.0, 3.0, 3.0]
-    scheduler = create_scheduler(optimizer, cfg, 0.02, updates_per_epoch=10)
+    scheduler = create_scheduler(optimizer, cfg.optim, 0.02, updates_per_epoch=10, seed=cfg.seed)
     for step in (0, 5, 10, 25):  # warm-up start, mid warm-up, peak, cosine decay
         scheduler.step_update(num_updates=step)
         backbone, head = groups[0]["lr"], groups[2]["lr"]
         assert backbone > 0 and head == pytest.approx(3.0 * backbone)
     assert groups[0]["lr"] < 0.02  # decaying
     # scale 1 (the official recipe): one rate, two groups (no decay, decay) as before, no lr_scale key
-    plain = create_optimizer(model, TrainConfig(), 0.02).param_groups
+    plain = create_optimizer(model, TrainConfig().optim, 0.02).param_groups
     assert [g["weight_decay"] for g in plain] == [0.0, 4e-5] and all("lr_scale" not in g for g in plain)
