@@ -93,9 +93,10 @@ def test_tflite_equals_predictor(model, tflite_file):
 
 @pytest.mark.slow  # ~1-3 min: one conversion
 def test_tflite_half_weights(model, tflite_file, tmp_path):
-    """float16 weights: about half the file; the best detections keep their classes, order and boxes."""
+    """float16 weights: the weights take half the bytes; the best detections keep their classes, order and boxes."""
     path = export_model(model, tmp_path / "tiny-fp16.tflite", "tflite", half=True)
-    assert path.stat().st_size < 0.7 * tflite_file.stat().st_size
+    weight_bytes = 4 * sum(p.numel() for p in model.parameters())  # the tiny model's graph is a large share of
+    assert tflite_file.stat().st_size - path.stat().st_size > 0.4 * weight_bytes  # its file: compare the saving
     assert read_metadata(path)["weights"] == "float16"
     predictor = Predictor(model, device="cpu")
     for canvas in canvases(model)[:2]:
@@ -104,17 +105,11 @@ def test_tflite_half_weights(model, tflite_file, tmp_path):
                                 box_atol=0.5, score_atol=2e-2, top=5)
 
 
-@pytest.mark.slow  # ~1-3 min: one conversion
-def test_tflite_raw_image_graph_equals_predictor(model, tmp_path):
-    """``--input raw``: whole photos of any size in, boxes in their pixels, as Predictor gives them."""
-    path = export_model(model, tmp_path / "tiny-raw.tflite", "tflite", input="raw")
-    predictor = Predictor(model, device="cpu")
-    images = [np.array(Image.open(photo(name)).convert("RGB")) for name in PHOTOS]
-    for image in images + [np.ascontiguousarray(images[0][:57, :91])]:
-        boxes, scores, labels, count = run_tflite(path, image)
-        assert count.shape == ()
-        assert_equals_predictor((boxes, scores, labels, count), predictor(image)[0], box_atol=1e-2, score_atol=1e-4)
-    assert read_metadata(path)["input"] == "raw"
+def test_tflite_raw_image_graph_is_refused_with_the_way_out(model, tmp_path):
+    """litert-torch 0.10 cannot lower the raw-image graph's dynamic height and width (a JAX gather error after
+    minutes of conversion): the export says so at once and names the batch graph instead."""
+    with pytest.raises(ConfigError, match="drop --input raw"):
+        export_model(model, tmp_path / "tiny-raw.tflite", "tflite", input="raw")
 
 
 def test_tflite_options_are_checked(model, tmp_path):

@@ -1,6 +1,6 @@
 """LiteRT (TFLite) export, plain and ready for MediaPipe: ``efficientdet export --format tflite | mediapipe``.
 
-The graph is :class:`~efficientdet.export.DetectionGraph` (or the raw-image graph of ``--input raw``) converted
+The graph is :class:`~efficientdet.export.DetectionGraph` (the batch graph) converted
 by ``litert-torch`` (PyTorch -> LiteRT) and run by the LiteRT interpreter (``ai-edge-litert``). What changes
 for LiteRT, and only here:
 
@@ -11,14 +11,13 @@ for LiteRT, and only here:
   bit-exactness with TF (the correctly rounded score sigmoid, the soft-NMS decay) run in float32 in the
   converted file (:func:`float32_graph`): scores can differ from PyTorch's in their last bit.
 - **int64 -> int32**: LiteRT downcasts 64-bit integers, so ``labels`` and ``num_detections`` are int32.
-- **fixed shapes**: the batch graph is converted at batch 1 (or the fixed ``--batch``); the raw-image graph
-  keeps a dynamic height and width (resize the interpreter's input to the image before running it).
+- **fixed shapes**: the batch graph is converted at batch 1 (or the fixed ``--batch``). The raw-image graph
+  (``--input raw``) is refused: litert-torch 0.10 cannot lower its dynamic height and width.
 - ``--half``: float16 weights (convolutions and matrix products, dequantised to float32 when the model
   loads: half the file, float32 arithmetic), written by ``ai-edge-quantizer``'s float casting.
 
 Outputs of the ``tflite`` format, in this order: ``boxes [B, D, 4]`` float32 xyxy input pixels, ``scores
-[B, D]``, ``labels [B, D]`` int32 (-1 padding), ``num_detections [B]`` int32 (batch graph; the raw-image graph
-drops ``B`` and gives image pixels). The file carries the metadata of
+[B, D]``, ``labels [B, D]`` int32 (-1 padding), ``num_detections [B]`` int32. The file carries the metadata of
 :func:`~efficientdet.export.export_metadata` as the TFLite metadata entry :data:`METADATA_NAME` (JSON; read
 it with :func:`~efficientdet.export.read_metadata`).
 
@@ -173,15 +172,15 @@ def _tflite_meta(job: ExportJob, batch: int | None, half: bool) -> dict[str, str
 
 def write_tflite(job: ExportJob) -> None:
     """Write ``job``'s graph as a LiteRT flatbuffer with its metadata (see the module docstring)."""
-    _requires_litert()
     graph = job.graph
-    raw = not isinstance(graph, DetectionGraph)
-    if raw:  # the raw-image graph: dynamic height and width, one image
-        example, dynamic, batch = job.example, job.dynamic_shapes, None
-    else:
-        example = job.example[:1] if job.dynamic_shapes is not None else job.example
-        dynamic, batch = None, len(example)
-    content = convert(graph, example, dynamic, half=job.half)
+    if not isinstance(graph, DetectionGraph):
+        raise ConfigError("LiteRT export of the raw-image graph is not available: litert-torch 0.10 cannot lower "
+                          "its dynamic height and width; drop --input raw (the batch graph takes the letterboxed "
+                          "uint8 [1, 3, H, W] image, see the README's LiteRT example)")
+    _requires_litert()
+    example = job.example[:1] if job.dynamic_shapes is not None else job.example
+    batch = len(example)
+    content = convert(graph, example, None, half=job.half)
     meta = _tflite_meta(job, batch, job.half)
     _write(job.path, add_metadata(content, METADATA_NAME, json.dumps(meta).encode()))
 
@@ -215,8 +214,15 @@ def _metadata_version_shim() -> None:
 
 
 def write_mediapipe(job: ExportJob) -> None:
-    """Write ``job``'s batch graph as a LiteRT file for MediaPipe's ObjectDetector (see the module docstring)."""
+    """Write ``job``'s batch graph as a LiteRT file for MediaPipe's ObjectDetector (see the module docstring).
+
+    Experimental: MediaPipe 1.2's ObjectDetector refuses the file litert-torch 0.10 writes ("Expected a model
+    with a single subgraph, found 21"); the export warns. The file runs in LiteRT's interpreter."""
     _requires_litert()
+    from efficientdet.export import progress
+
+    progress("warning: the mediapipe format is experimental: MediaPipe 1.2's ObjectDetector does not load the "
+             "file litert-torch 0.10 writes yet (21 subgraphs, it wants one); LiteRT's interpreter runs it")
     try:
         _metadata_version_shim()
         from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer, object_detector
