@@ -135,7 +135,6 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     """Run the five steps into ``out``; returns the paths of the outputs."""
     import torch
 
-    from efficientdet.cli.predict import ImageIds
     from efficientdet.data.images import read_image
     from efficientdet.data.sample import ensure_sample_dataset
     from efficientdet.engine.checkpoint import load_checkpoint
@@ -145,6 +144,7 @@ def run_demo(out: str | Path = "demo_output", budget: str = "full") -> dict[str,
     from efficientdet.export import export_model
     from efficientdet.factory import create_model
     from efficientdet.predict import Predictor
+    from efficientdet.predict_files import ImageIds
     from efficientdet.visualize import draw_detections
 
     if budget not in BUDGETS:
